@@ -1,0 +1,46 @@
+"""Reading inputs and writing outputs safely: `-` for stdin/stdout, atomic writes, no silent overwrite."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import SfaceError
+
+
+def read_bytes(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except IsADirectoryError:
+        raise SfaceError(f"{source}: is a folder (use it as an input of a batch command with --out-dir)") from None
+    except OSError as e:
+        raise SfaceError(f"cannot read {source}: {e.strerror}") from None
+
+
+def write_bytes(target: str, data: bytes, *, force: bool = False) -> None:
+    """Write all of `data` or nothing: a temporary file in the same folder, then a rename."""
+    if target == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(target)
+    if path.exists() and not force:
+        raise SfaceError(f"{target} exists (use --force to overwrite)")
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as e:
+        raise SfaceError(f"cannot write {target}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise SfaceError(f"cannot write {target}: {e.strerror}") from None
+        raise

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from scalableface.entropy import TOTAL, FrequencyTable, decode, encode
+
+
+def gaussian_table(scale, half=12):
+    x = np.arange(-half, half + 1)
+    return FrequencyTable.from_pmf(-half, np.exp(-0.5 * (x / scale) ** 2))
+
+
+def test_from_pmf_keeps_every_symbol_codable():
+    t = FrequencyTable.from_pmf(0, [1.0, 0.0, 1e-12, 5.0])
+    assert sum(t.freqs) == TOTAL and min(t.freqs) >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_round_trip(data):
+    n = data.draw(st.integers(0, 40))
+    scales = data.draw(st.lists(st.floats(0.05, 6), min_size=n, max_size=n))
+    tables = [gaussian_table(s) for s in scales]
+    symbols = [data.draw(st.integers(-12, 12)) for _ in range(n)]
+    payload = encode(symbols, tables)
+    assert decode(payload, tables) == symbols
+
+
+def test_rate_is_within_a_byte_of_the_information_content():
+    rng = np.random.default_rng(1)
+    tables = [gaussian_table(s) for s in rng.uniform(0.3, 3, 32)]
+    total_bytes = total_info = 0
+    for _ in range(200):
+        symbols = [int(np.clip(round(rng.normal(0, 1.5)), -12, 12)) for _ in tables]
+        total_bytes += len(encode(symbols, tables))
+        total_info += -sum(np.log2(t.freqs[s - t.offset] / TOTAL) for s, t in zip(symbols, tables)) / 8
+    assert total_bytes / 200 <= total_info / 200 + 1.0
+
+
+def test_most_probable_symbols_cost_nothing():
+    t = FrequencyTable(0, (TOTAL - 1, 1))
+    assert encode([0, 0, 0], [t] * 3) == b""
+    assert decode(b"", [t] * 3) == [0, 0, 0]
+
+
+def test_symbol_outside_table_is_refused():
+    with pytest.raises(ValueError):
+        encode([13], [gaussian_table(1.0)])
+
+
+@given(st.binary(max_size=64))
+def test_any_payload_decodes_to_in_range_symbols(payload):
+    tables = [gaussian_table(1.0)] * 16
+    out = decode(payload, tables)
+    assert all(-12 <= s <= 12 for s in out)
