@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .errors import SfaceError
-from .files import read_bytes, write_bytes
+from .files import expand_inputs, read_bytes, write_bytes
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
@@ -43,13 +43,208 @@ def main():
     """
 
 
-def _output_for(inputs, output, out_dir, suffix):
-    """Where one input goes: the second positional argument is only ever an output."""
-    if out_dir is not None:
-        return None
-    if len(inputs) != 1 or output is None:
-        raise click.UsageError("one input needs one output; several inputs or a folder need --out-dir")
-    return output
+def _jobs(inputs, output, out_dir, in_suffixes, out_suffix):
+    """(input, output) pairs. Without --out-dir there is exactly one input and one output; a
+    second positional argument is only ever an output, never an input to overwrite."""
+    if out_dir is None:
+        if len(inputs) != 1 or output is None or Path(inputs[0]).is_dir():
+            raise click.UsageError("one input needs one output; several inputs or a folder need --out-dir")
+        return [(inputs[0], output)]
+    if output is not None:
+        raise click.UsageError("give either an output or --out-dir, not both")
+    return [(src, str(Path(out_dir) / rel.with_suffix(out_suffix))) for src, rel in expand_inputs(inputs, in_suffixes)]
+
+
+def _run_jobs(jobs, work, verb):
+    """Run work(src, dst) for each job; a failure is reported by name and the others go on."""
+    failed = 0
+    show = len(jobs) > 1 and sys.stderr.isatty()
+    with click.progressbar(jobs, label=verb, file=sys.stderr) if show else _nullbar(jobs) as bar:
+        for src, dst in bar:
+            if dst != "-":
+                Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                work(src, dst)
+            except SfaceError as e:
+                failed += 1
+                click.echo(f"sface: error: {src}: {e}", err=True)
+    if len(jobs) > 1:
+        click.echo(f"{verb}: {len(jobs) - failed} of {len(jobs)} done, {failed} failed", err=True)
+    if failed:
+        sys.exit(1)
+
+
+class _nullbar:
+    def __init__(self, items):
+        self.items = items
+
+    def __enter__(self):
+        return self.items
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ---- commands that code faces -----------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Write one .sfc per input image here (folders recurse).")
+@click.option("--layers", type=click.Choice(["identity", "base", "full"]), default="base", show_default=True,
+              help="Layers to write: identity (~10 bytes), base (+ appearance), full (+ enhancement).")
+@click.option("--base-rate", type=click.IntRange(1, 15), default=None, help="Base rate point (default: the model's).")
+@click.option("--aligned", is_flag=True, help="Inputs are already 128x128 canonical crops: skip detection.")
+@click.option("--model", default=None, help="Model set name or id (default: the installed one).")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def encode(paths, out_dir, layers, base_rate, aligned, model, force):
+    """Encode the largest face of each image: `encode IN OUT` or `encode IN... --out-dir DIR`."""
+    from . import codec
+
+    inputs, output = (paths, None) if out_dir else (paths[:-1], paths[-1] if len(paths) > 1 else None)
+    if output and Path(output).suffix.lower() in IMAGE_SUFFIXES:
+        raise click.UsageError(f"the output {output} looks like an image; several inputs need --out-dir")
+
+    def work(src, dst):
+        data = read_bytes(src)
+        write_bytes(dst, codec.encode(data, layers=layers, base_rate=base_rate, aligned=aligned, model=model, name=src), force=force)
+
+    _run_jobs(_jobs(inputs, output, out_dir, IMAGE_SUFFIXES, ".sfc"), work, "encoding")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Output image (.png, .jpg, .webp; - for PNG on stdout).")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Write one PNG per .sfc input here (folders recurse).")
+@click.option("--layer", type=click.Choice(["base", "full"]), default="full", show_default=True,
+              help="Stop after this layer; a file without it decodes its best layer and says so.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def decode(inputs, output, out_dir, layer, force):
+    """Decode .sfc files to face images: `decode IN -o OUT` or `decode IN... --out-dir DIR`."""
+    from . import codec
+    from .images import encode_image
+
+    def work(src, dst):
+        d = codec.decode(read_bytes(src), layer=layer)
+        if d.note:
+            click.echo(f"sface: {src}: {d.note}", err=True)
+        suffix = Path(dst).suffix.lower() if dst != "-" else ".png"
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(suffix, "PNG")
+        write_bytes(dst, encode_image(d.image, fmt), force=force)
+
+    _run_jobs(_jobs(inputs, output, out_dir, {".sfc"}, ".png"), work, "decoding")
+
+
+@main.command(name="extract-features")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", default="-", show_default=True, help="Output file (- for stdout).")
+@click.option("--format", "fmt", type=click.Choice(["npy", "json", "csv"]), default=None,
+              help="Default: from the output's suffix, else json.")
+@click.option("--aligned", is_flag=True, help="Image inputs are already 128x128 canonical crops.")
+@click.option("--force", is_flag=True, help="Overwrite the output.")
+def extract_features(inputs, output, fmt, aligned, force):
+    """128-d descriptors of .sfc files (identity layer only: no pixels decoded) or images.
+
+    Folders recurse. The descriptors are in the space of dlib's face recognizer: compare them by
+    L2 distance with the model's threshold (see `sface compare`)."""
+    import numpy as np
+
+    from . import codec
+
+    files = [src for src, _ in expand_inputs(inputs, IMAGE_SUFFIXES | {".sfc"})]
+    fmt = fmt or {".npy": "npy", ".csv": "csv"}.get(Path(output).suffix.lower(), "json")
+    names, vecs, failed = [], [], 0
+    for src in files:
+        try:
+            vecs.append(codec.extract_features(read_bytes(src), aligned=aligned))
+            names.append(src)
+        except SfaceError as e:
+            failed += 1
+            click.echo(f"sface: error: {src}: {e}", err=True)
+    array = np.array(vecs, np.float32).reshape(len(vecs), 128)
+    if fmt == "npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, array)
+        data = buf.getvalue()
+        if output != "-":
+            write_bytes(str(Path(output).with_suffix(".files.txt")), ("\n".join(names) + "\n").encode(), force=force)
+    elif fmt == "json":
+        data = (json.dumps([{"file": n, "descriptor": [round(float(x), 7) for x in v]} for n, v in zip(names, array)]) + "\n").encode()
+    else:
+        data = "".join(f"{n}," + ",".join(f"{x:.7g}" for x in v) + "\n" for n, v in zip(names, array)).encode()
+    write_bytes(output, data, force=force)
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--aligned", is_flag=True, help="Image inputs are already 128x128 canonical crops.")
+@click.option("--json", "as_json", is_flag=True)
+def compare(a, b, aligned, as_json):
+    """Distance between two faces (.sfc files or images) and same/different at the model's threshold.
+
+    Exit status 0 either way; read the verdict from the output."""
+    from . import codec
+
+    c = codec.compare(read_bytes(a), read_bytes(b), aligned=aligned)
+    if as_json:
+        click.echo(json.dumps({"a": a, "b": b, "distance": c.distance, "threshold": c.threshold, "same": c.same}))
+    else:
+        click.echo(f"{c.distance:.4f} {'same' if c.same else 'different'} (threshold {c.threshold:.4f})")
+
+
+@main.command()
+@click.argument("input")
+@click.option("-o", "--output", required=True, help="Crop image; with --all, faces go to NAME-1.png, NAME-2.png, ...")
+@click.option("--all", "all_faces", is_flag=True, help="Write every face found, largest first.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def align(input, output, all_faces, force):
+    """Write the canonical 128x128 face crop of a photo (the input every layer codes)."""
+    from . import codec
+    from .images import encode_image
+
+    faces = codec.align_image(read_bytes(input), all_faces=all_faces, name=input)
+    out = Path(output)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(out.suffix.lower(), "PNG")
+    if not all_faces:
+        write_bytes(output, encode_image(faces.crop, fmt), force=force)
+        return
+    for i, face in enumerate(faces, 1):
+        write_bytes(str(out.with_name(f"{out.stem}-{i}{out.suffix}")), encode_image(face.crop, fmt), force=force)
+    click.echo(f"{len(faces)} face(s) written", err=True)
+
+
+@main.group(name="eval")
+def eval_group():
+    """Measurements on LFW (evaluation only; results cached outside the repository)."""
+
+
+@eval_group.command(name="lfw")
+@click.option("--data", type=click.Path(file_okay=False), default=None,
+              help="LFW folder with pairs.txt (default: $SFACE_DATA/lfw or ../shared/data/lfw).")
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("-o", "--output", default=None, help="Also write the results as JSON here.")
+def eval_lfw(data, workers, output):
+    """LFW View-2 10-fold accuracy of the reference pipeline (alignment + recognizer)."""
+    from .eval.reference import lfw_reference
+    from .paths import data_dir
+
+    res = lfw_reference(Path(data) if data else data_dir() / "lfw", workers)
+    click.echo(f"{res['images']} images, {res['pairs']} pairs; alignment: {res['alignment']}")
+    for k, a in res["accuracy"].items():
+        click.echo(f"  {k:<16} {100 * a['mean']:.2f}% +- {100 * a['std']:.2f}")
+    if output:
+        write_bytes(output, (json.dumps(res, indent=1) + "\n").encode(), force=True)
+
+
+@main.command()
+def bench():
+    """Rate-fidelity and rate-accuracy curves against conventional codecs (arrives with the enhancement layer)."""
+    raise SfaceError("`sface bench` needs the enhancement layer, which is not in this release yet")
 
 
 # ---- commands that only read containers -------------------------------------------------------

@@ -44,3 +44,17 @@ def write_bytes(target: str, data: bytes, *, force: bool = False) -> None:
         if isinstance(e, OSError):
             raise SfaceError(f"cannot write {target}: {e.strerror}") from None
         raise
+
+
+def expand_inputs(paths, suffixes) -> list[tuple[str, Path]]:
+    """(input, output-relative path) pairs: files as given, folders searched recursively for files
+    whose suffix is in `suffixes`, in sorted order, keeping their layout below the folder."""
+    out = []
+    for p in paths:
+        path = Path(p)
+        if p != "-" and path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            out += [(str(f), f.relative_to(path)) for f in found]
+        else:
+            out.append((p, Path(path.name if p != "-" else "stdin")))
+    return out

@@ -1,0 +1,101 @@
+"""The base layer of a model set: identity codec per rate point, appearance codec, generator.
+
+Everything that needs only the identity layer (descriptors from a file) stays in numpy; the
+recognizer, the appearance encoder and the generator load torch on first use.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from .. import entropy
+from ..errors import ModelError
+from .identity import IdentityCodec, load_identity_codec
+
+
+class BaseLayer:
+    def __init__(self, tensors: dict, config: dict):
+        self.tensors = tensors
+        self.config = config
+        self._identity: dict[int, IdentityCodec] = {}
+
+    @property
+    def rates(self) -> list[int]:
+        return sorted(int(r) for r in self.config["identity_rates"])
+
+    @property
+    def default_rate(self) -> int:
+        return int(self.config["default_rate"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.config["threshold"])
+
+    def identity(self, rate: int) -> IdentityCodec:
+        if rate not in self._identity:
+            if rate not in self.rates:
+                raise ModelError(f"the model has no base rate point {rate} (it has {', '.join(map(str, self.rates))})")
+            self._identity[rate] = load_identity_codec(self.tensors, rate)
+        return self._identity[rate]
+
+    # -- appearance: integer tables in numpy, encoder and generator in torch ----------------------
+
+    @cached_property
+    def appearance_tables(self) -> list:
+        t = self.tensors
+        return entropy.tables_from_arrays(t["appearance.table_offsets"], t["appearance.table_freqs"], t["appearance.table_lengths"])
+
+    @cached_property
+    def appearance_medians(self) -> np.ndarray:
+        return self.tensors["appearance.medians"].astype(np.float32)
+
+    def _module(self, cls, prefix: str):
+        import torch
+
+        module = cls(int(self.config["appearance_latent"]), int(self.config["texture_width"]))
+        state = {k[len(prefix) :]: torch.from_numpy(v.astype(np.float32)) for k, v in self.tensors.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as e:
+            raise ModelError(f"model weights under {prefix} do not fit the network: {e}") from None
+        return module.eval()
+
+    @cached_property
+    def appearance_encoder(self):
+        from .texture import AppearanceEncoder
+
+        return self._module(AppearanceEncoder, "appearance.encoder.")
+
+    @cached_property
+    def generator(self):
+        from .texture import Generator
+
+        return self._module(Generator, "generator.")
+
+    def encode_appearance(self, crop: np.ndarray) -> tuple[bytes, np.ndarray]:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 255
+        with torch.inference_mode():
+            y = self.appearance_encoder(x)[0].numpy()
+        lo = np.array([t.offset for t in self.appearance_tables])
+        hi = np.array([t.max_symbol for t in self.appearance_tables])
+        q = np.clip(np.rint(y - self.appearance_medians).astype(np.int64), lo, hi)
+        return entropy.encode(q.tolist(), self.appearance_tables), q
+
+    def decode_appearance(self, payload: bytes | None) -> np.ndarray:
+        """The appearance latent; without the layer, the median of every dimension (a typical face)."""
+        if payload is None:
+            return self.appearance_medians.copy()
+        q = np.array(entropy.decode(payload, self.appearance_tables), np.float32)
+        return q + self.appearance_medians
+
+    def generate(self, descriptor: np.ndarray, appearance: np.ndarray) -> np.ndarray:
+        """The base texture: 128 x 128 x 3 uint8."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.generator(torch.from_numpy(descriptor[None].astype(np.float32)), torch.from_numpy(appearance[None]))
+        return (out[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)

@@ -1,0 +1,187 @@
+"""Train the identity codec for one base rate point: descriptor -> latent -> entropy model -> descriptor.
+
+    python -m scalableface.train.identity --rate 2 --lmbda 3000
+
+Data: the reference recognizer's flip-averaged descriptors of the UTKFace crops, made by
+`python -m scalableface.train.prepare`. The loss is bits per face + lmbda * squared L2 error of the
+decoded descriptor, so lmbda sets the rate point. Resumable: a checkpoint is written every
+--save-every steps to <cache>/identity_r<k>.pt and picked up again when the command is re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import nn
+
+from ..paths import cache_dir
+from ..entropy import FrequencyTable
+from ..layers.identity import DESCRIPTOR_DIMS
+
+VALIDATION = 500  # the last images of the sorted UTKFace list, never trained on
+INPUT_SCALE = 10.0  # descriptor entries are ~0.1; this brings them near unit scale
+
+
+def mlp(dims: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class IdentityNet(nn.Module):
+    def __init__(self, latent: int = 32, hidden: int = 256):
+        super().__init__()
+        self.analysis = mlp([DESCRIPTOR_DIMS, hidden, hidden, latent])
+        self.synthesis = mlp([latent, hidden, hidden, DESCRIPTOR_DIMS])
+        self.entropy_bottleneck = EntropyBottleneck(latent)
+
+    def forward(self, d: torch.Tensor):
+        y = self.analysis(d * INPUT_SCALE)
+        y_noisy, likelihoods = self.entropy_bottleneck(y)
+        medians = self.entropy_bottleneck.quantiles[:, 0, 1].detach()
+        # The rate sees uniform noise; the decoder sees the real rounding (straight-through).
+        y_round = y + (torch.round(y - medians) + medians - y).detach()
+        return self.synthesis(y_round) / INPUT_SCALE, likelihoods
+
+
+def load_descriptors(cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    d = np.load(cache / "utk_desc.npy").mean(axis=1)  # (N, 2, 128): original and mirrored crop
+    d = torch.from_numpy(d.astype(np.float32))
+    return d[:-VALIDATION], d[-VALIDATION:]
+
+
+def evaluate(net: IdentityNet, d: torch.Tensor) -> dict:
+    net.eval()
+    with torch.no_grad():
+        y = net.analysis(d * INPUT_SCALE)
+        medians = net.entropy_bottleneck.quantiles[:, 0, 1]
+        y_hat = torch.round(y - medians) + medians
+        _, lik = net.entropy_bottleneck(y_hat, training=False)
+        d_hat = net.synthesis(y_hat) / INPUT_SCALE
+    net.train()
+    return {
+        "bits": float(-torch.log2(lik).sum(1).mean()),
+        "mse": float(((d_hat - d) ** 2).sum(1).mean()),
+        "max_err": float((d_hat - d).norm(dim=1).max()),
+    }
+
+
+def export_tables(eb: EntropyBottleneck, tail: float = 1e-9) -> tuple[np.ndarray, list[FrequencyTable]]:
+    """Medians and one integer table per latent dimension, with the tails folded into the end symbols
+    (the encoder clamps to the table, so the end symbols stand for everything beyond)."""
+    q = eb.quantiles.detach()[:, 0, :]
+    medians = q[:, 1]
+    tables = []
+    for c in range(q.shape[0]):
+        lo = int(torch.clamp(torch.ceil(medians[c] - q[c, 0]), 1, 64))
+        hi = int(torch.clamp(torch.ceil(q[c, 2] - medians[c]), 1, 64))
+        samples = (torch.arange(-lo, hi + 1, dtype=torch.float32) + medians[c]).view(1, 1, -1)
+        samples = samples.expand(q.shape[0], 1, -1).contiguous()
+        with torch.no_grad():
+            pmf, lower, upper = eb._likelihood(samples, stop_gradient=True)
+        p = pmf[c, 0].double().numpy().copy()
+        p[0] += float(torch.sigmoid(lower[c, 0, 0]))
+        p[-1] += float(torch.sigmoid(-upper[c, 0, -1]))
+        tables.append(FrequencyTable.from_pmf(-lo, np.maximum(p, tail)))
+    return medians.numpy().astype(np.float32), tables
+
+
+def export(net: IdentityNet, rate: int) -> dict[str, np.ndarray]:
+    """Tensors for the model file under identity.r<rate>.* (see layers/identity.py)."""
+    p = f"identity.r{rate}"
+    out: dict[str, np.ndarray] = {}
+    for part in ("analysis", "synthesis"):
+        linears = [m for m in getattr(net, part) if isinstance(m, nn.Linear)]
+        for i, lin in enumerate(linears):
+            out[f"{p}.{part}.{i}.weight"] = lin.weight.detach().numpy().astype(np.float32)
+            out[f"{p}.{part}.{i}.bias"] = lin.bias.detach().numpy().astype(np.float32)
+    medians, tables = export_tables(net.entropy_bottleneck)
+    width = max(len(t.freqs) for t in tables)
+    out[f"{p}.medians"] = medians
+    out[f"{p}.input_scale"] = np.array([INPUT_SCALE], np.float32)
+    out[f"{p}.table_offsets"] = np.array([t.offset for t in tables], np.int32)
+    out[f"{p}.table_lengths"] = np.array([len(t.freqs) for t in tables], np.int32)
+    out[f"{p}.table_freqs"] = np.array([list(t.freqs) + [0] * (width - len(t.freqs)) for t in tables], np.int32)
+    return out
+
+
+def train(rate: int, lmbda: float, steps: int, latent: int, batch: int, save_every: int, cache: Path, log) -> IdentityNet:
+    torch.manual_seed(rate)
+    train_d, val_d = load_descriptors(cache)
+    ckpt_path = cache / f"identity_r{rate}.pt"
+    net = IdentityNet(latent)
+    main_params = [p for n, p in net.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(main_params, lr=1e-3)
+    aux_opt = torch.optim.Adam([net.entropy_bottleneck.quantiles], lr=1e-3)
+    step = 0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=True)
+        if ck["lmbda"] == lmbda and ck["latent"] == latent:
+            net.load_state_dict(ck["net"])
+            opt.load_state_dict(ck["opt"])
+            aux_opt.load_state_dict(ck["aux_opt"])
+            step = ck["step"]
+    gen = torch.Generator().manual_seed(1000 + step)
+    while step < steps:
+        lr = 1e-3 if step < 0.8 * steps else 1e-4
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(len(train_d), (batch,), generator=gen)
+        d = train_d[idx]
+        d_hat, lik = net(d)
+        bits = -torch.log2(lik).sum(1).mean()
+        mse = ((d_hat - d) ** 2).sum(1).mean()
+        loss = bits + lmbda * mse
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        aux = net.entropy_bottleneck.loss()
+        aux_opt.zero_grad()
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        if step % save_every == 0 or step == steps:
+            v = evaluate(net, val_d)
+            log({"rate": rate, "step": step, "train_bits": float(bits), "train_mse": float(mse), **{f"val_{k}": x for k, x in v.items()}})
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+                        "step": step, "lmbda": lmbda, "latent": latent}, ckpt_path)
+    return net
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=int, required=True, help="base rate point this model serves (1..15)")
+    ap.add_argument("--lmbda", type=float, required=True, help="weight of the descriptor error against bits")
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--latent", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--save-every", type=int, default=1000)
+    ap.add_argument("--cache", type=Path, default=None, help="folder with utk_desc.npy (default: the sface cache)")
+    args = ap.parse_args(argv)
+    cache = args.cache or cache_dir()
+    torch.set_num_threads(1)
+    t0 = time.time()
+    log_path = cache / f"identity_r{args.rate}.log"
+
+    def log(rec):
+        rec["seconds"] = round(time.time() - t0, 1)
+        line = json.dumps(rec)
+        print(line, flush=True)
+        with open(log_path, "a") as f:
+            f.write(line + "\n")
+
+    net = train(args.rate, args.lmbda, args.steps, args.latent, args.batch, args.save_every, cache, log)
+    np.savez(cache / f"identity_r{args.rate}_export.npz", **export(net, args.rate))
+
+
+if __name__ == "__main__":
+    main()

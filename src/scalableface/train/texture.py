@@ -1,0 +1,169 @@
+"""Train the base texture: appearance encoder + entropy model + generator, multi-task.
+
+    python -m scalableface.train.texture --minutes 90
+
+Loss per face: pixel MSE + id_weight * squared distance between the recognizer's descriptor of the
+generated face and the original's + rate_weight * appearance bits. The generator sees the original
+descriptor plus Gaussian noise of about the identity layer's decoding error, so it does not depend on
+one identity rate point. Data: UTKFace crops and descriptors from `python -m scalableface.train.prepare`
+(last 500 images held out). Resumable: every --save-every steps a checkpoint goes to
+<cache>/texture.pt and a validation line to <cache>/texture.log; re-running continues from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import nn
+
+from ..layers.texture import AppearanceEncoder, Generator
+from ..paths import cache_dir
+from ..recognizer import descriptor_from_crops, load_recognizer
+from .identity import VALIDATION, export_tables
+
+DESCRIPTOR_NOISE = 0.01
+
+
+class TextureNet(nn.Module):
+    def __init__(self, latent: int, width: int):
+        super().__init__()
+        self.encoder = AppearanceEncoder(latent, width)
+        self.generator = Generator(latent, width)
+        self.entropy_bottleneck = EntropyBottleneck(latent)
+
+    def forward(self, x: torch.Tensor, descriptor: torch.Tensor):
+        y = self.encoder(x)
+        _, likelihoods = self.entropy_bottleneck(y)
+        medians = self.entropy_bottleneck.quantiles[:, 0, 1].detach()
+        y_round = y + (torch.round(y - medians) + medians - y).detach()
+        return self.generator(descriptor, y_round), likelihoods
+
+
+def batches(crops: np.ndarray, desc: np.ndarray, batch: int, gen: torch.Generator):
+    n = len(crops)
+    while True:
+        idx = torch.randint(n, (batch,), generator=gen).numpy()
+        idx.sort()  # mmap reads in order
+        x = torch.from_numpy(np.asarray(crops[idx])).permute(0, 3, 1, 2).float() / 255
+        flip = torch.rand(batch, generator=gen) < 0.5
+        x[flip] = x[flip].flip(-1)
+        d = torch.from_numpy(desc[idx])
+        yield x, d
+
+
+def psnr(mse: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / mse.clamp_min(1e-10)).mean())
+
+
+def validate(net: TextureNet, recognizer, x: torch.Tensor, d: torch.Tensor) -> dict:
+    net.eval()
+    with torch.no_grad():
+        y = net.encoder(x)
+        medians = net.entropy_bottleneck.quantiles[:, 0, 1]
+        y_hat = torch.round(y - medians) + medians
+        _, lik = net.entropy_bottleneck(y_hat, training=False)
+        out = net.generator(d, y_hat)
+        mse = ((out - x) ** 2).flatten(1).mean(1)
+        dist = (descriptor_from_crops(out * 255) - d).norm(dim=1)
+    net.train()
+    return {"bits": float(-torch.log2(lik).sum(1).mean()), "psnr": psnr(mse), "id_dist": float(dist.mean()),
+            "id_under_0.6": float((dist < 0.6).float().mean())}
+
+
+def export(net: TextureNet) -> dict[str, np.ndarray]:
+    """Tensors for the model file: appearance.* (encoder, tables) and generator.*."""
+    out = {f"appearance.encoder.{k}": v.numpy() for k, v in net.encoder.state_dict().items()}
+    out |= {f"generator.{k}": v.numpy() for k, v in net.generator.state_dict().items()}
+    medians, tables = export_tables(net.entropy_bottleneck)
+    width = max(len(t.freqs) for t in tables)
+    out["appearance.medians"] = medians
+    out["appearance.table_offsets"] = np.array([t.offset for t in tables], np.int32)
+    out["appearance.table_lengths"] = np.array([len(t.freqs) for t in tables], np.int32)
+    out["appearance.table_freqs"] = np.array([list(t.freqs) + [0] * (width - len(t.freqs)) for t in tables], np.int32)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60, help="stop after this much wall time (this run)")
+    ap.add_argument("--max-steps", type=int, default=200000)
+    ap.add_argument("--latent", type=int, default=64)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--id-weight", type=float, default=0.01)
+    ap.add_argument("--rate-weight", type=float, default=2e-5, help="loss per appearance bit")
+    ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (tests)")
+    args = ap.parse_args(argv)
+    cache = args.cache or cache_dir()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    crops = np.load(cache / "utk_crops.npy", mmap_mode="r")
+    desc = np.load(cache / "utk_desc.npy").mean(axis=1).astype(np.float32)
+    train_crops, train_desc = crops[:-VALIDATION], desc[:-VALIDATION]
+    if args.limit:
+        train_crops, train_desc = train_crops[: args.limit], train_desc[: args.limit]
+    val_x = torch.from_numpy(np.asarray(crops[-VALIDATION:][:64])).permute(0, 3, 1, 2).float() / 255
+    val_d = torch.from_numpy(desc[-VALIDATION:][:64])
+
+    recognizer = load_recognizer()
+    for p in recognizer.parameters():
+        p.requires_grad_(False)
+    net = TextureNet(args.latent, args.width)
+    params = [p for n, p in net.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    aux_opt = torch.optim.Adam([net.entropy_bottleneck.quantiles], lr=1e-3)
+    ckpt = cache / "texture.pt"
+    step = 0
+    if ckpt.exists():
+        ck = torch.load(ckpt, weights_only=True)
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        aux_opt.load_state_dict(ck["aux_opt"])
+        step = ck["step"]
+        print(f"resumed at step {step}", flush=True)
+    gen = torch.Generator().manual_seed(step)
+    data = batches(train_crops, train_desc, args.batch, gen)
+    t0 = time.time()
+    log_file = cache / "texture.log"
+    while step < args.max_steps and time.time() - t0 < args.minutes * 60:
+        x, d = next(data)
+        d_in = d + DESCRIPTOR_NOISE * torch.randn(d.shape, generator=gen)
+        out, lik = net(x, d_in)
+        mse = ((out - x) ** 2).mean()
+        id_dist2 = ((descriptor_from_crops(out * 255) - d) ** 2).sum(1).mean()
+        bits = -torch.log2(lik).sum(1).mean()
+        loss = mse + args.id_weight * id_dist2 + args.rate_weight * bits
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        aux = net.entropy_bottleneck.loss()
+        aux_opt.zero_grad()
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        if step % args.save_every == 0:
+            rec = {"step": step, "seconds": round(time.time() - t0), "train_psnr": psnr(mse.detach()[None]),
+                   "train_bits": float(bits), "train_id_dist2": float(id_dist2)}
+            rec |= {f"val_{k}": v for k, v in validate(net, recognizer, val_x, val_d).items()}
+            print(json.dumps(rec), flush=True)
+            with open(log_file, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
+                        "args": vars(args) | {"cache": str(cache)}}, ckpt)
+    torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
+                "args": vars(args) | {"cache": str(cache)}}, ckpt)
+
+
+if __name__ == "__main__":
+    main()
