@@ -91,7 +91,7 @@ def test_no_face_raises_input_error_naming_the_file(tmp_path):
 
 def test_fallback_box(tmp_path):
     flat = np.full((250, 250, 3), 128, np.uint8)
-    face = A.align(flat, fallback_box=True)
+    face = A.align(flat, centred=True)
     assert face.method == "fallback"
     assert face.crop.shape == (128, 128, 3)
     left, top, right, bottom = face.box

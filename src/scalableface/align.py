@@ -60,7 +60,7 @@ SHAPE_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 # to this many pixels (LFW's 250x250 images are far below it).
 MAX_UPSAMPLE_PIXELS = 4_000_000
 
-# The fallback box (align(..., fallback_box=True)), measured on LFW (250 x 250, face
+# The fallback box (align(..., centred=True)), measured on LFW (250 x 250, face
 # centred): HOG boxes there are a median 105 pixels wide (0.42 of the side), centred
 # 0.018 (x) and 0.046 (y) of the side right of and below the image centre.
 FALLBACK_BOX_FRACTION = 0.42
@@ -104,6 +104,7 @@ class AlignedFace:
     landmarks: np.ndarray  # 5 x 2 float64, in the photo
     box: Box  # detector rectangle (left, top, right, bottom), in the photo
     method: str  # "hog", "hog-upsampled", "fallback" or "aligned"
+    photo_size: Tuple[int, int] = (0, 0)  # width, height of the photo the crop came from
 
     @property
     def size(self) -> int:
@@ -438,7 +439,7 @@ def warp_crop(photo: np.ndarray, transform: np.ndarray, size: int = CROP_SIZE) -
 def _aligned(array: np.ndarray, face: Face, size: int) -> AlignedFace:
     transform = chip_transform(face.landmarks, size)
     crop = warp_crop(array, transform, size)
-    return AlignedFace(crop, transform, face.landmarks.copy(), face.box, face.method)
+    return AlignedFace(crop, transform, face.landmarks.copy(), face.box, face.method, (array.shape[1], array.shape[0]))
 
 
 def align(
@@ -446,27 +447,31 @@ def align(
     *,
     size: int = CROP_SIZE,
     all_faces: bool = False,
-    fallback_box: bool = False,
+    centred: bool = False,
     name: Optional[str] = None,
 ) -> Union[AlignedFace, List[AlignedFace]]:
     """Detect and align the face(s) in ``image`` to size x size crops.
 
     ``image``: an H x W x 3 uint8 RGB array, or a path / bytes (read with load_rgb).
     Returns the largest face's AlignedFace, or with ``all_faces=True`` a list of every
-    face, largest first. No face raises InputError("no face found in <name>"), unless
-    ``fallback_box=True``: then a box in the middle of the image is used (method
-    "fallback"), for data sets such as LFW whose faces are centred.
+    face, largest first. No face raises InputError("no face found in <name>").
+    ``centred=True`` is for data sets whose subject is centred (LFW): the face nearest the
+    image centre is chosen (in 45 LFW images a bystander's face is larger), and a photo
+    with no detected face gets a box in the middle of the image (method "fallback").
     """
     if size < 2:
         raise ValueError("size must be at least 2")
     array, label = _as_rgb(image, name)
     faces = detect(array)
     if not faces:
-        if not fallback_box:
+        if not centred:
             raise InputError(f"no face found in {label}")
         faces = [fallback_face(array)]
     if all_faces:
         return [_aligned(array, face, size) for face in faces]
+    if centred:
+        centre = np.array([array.shape[1] - 1, array.shape[0] - 1]) / 2
+        faces = sorted(faces, key=lambda f: float(np.linalg.norm(f.landmarks.mean(axis=0) - centre)))
     return _aligned(array, faces[0], size)
 
 
@@ -493,7 +498,7 @@ def from_aligned(image, *, size: int = CROP_SIZE, name: Optional[str] = None) ->
         scale = height / size  # pixel-area convention: centres map (x + 0.5) * s - 0.5
         transform = np.array([[scale, 0.0, 0.5 * scale - 0.5], [0.0, scale, 0.5 * scale - 0.5]])
     landmarks = apply_transform(transform, template_points(size))
-    return AlignedFace(crop, transform, landmarks, (0, 0, width - 1, height - 1), "aligned")
+    return AlignedFace(crop, transform, landmarks, (0, 0, width - 1, height - 1), "aligned", (width, height))
 
 
 # ---------------------------------------------------------------------------------------

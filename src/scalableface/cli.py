@@ -241,6 +241,41 @@ def eval_lfw(data, workers, output):
         write_bytes(output, (json.dumps(res, indent=1) + "\n").encode(), force=True)
 
 
+@eval_group.command(name="base")
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="LFW folder with pairs.txt.")
+@click.option("--model", default=None, help="Model set name or id (default: the installed one).")
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("-o", "--output", default=None, help="Also write the results as JSON here.")
+def eval_base(data, model, workers, output):
+    """Rate-accuracy of the base layer per rate point on LFW, beside PCA anchors."""
+    import numpy as np
+
+    from . import codec
+    from .eval.base_layer import evaluate
+    from .paths import cache_dir, data_dir
+
+    utk = cache_dir() / "utk_desc.npy"
+    if not utk.exists():
+        raise SfaceError("the PCA anchors need UTKFace descriptors: run `python -m scalableface.train.prepare` first")
+    entry, base = codec._model(model)
+    res = evaluate(Path(data) if data else data_dir() / "lfw", base, entry.short_id, np.load(utk).mean(axis=1), workers)
+    res["model"] = {"name": entry.name, "id": entry.short_id.hex()}
+    ref = res["reference_flip"]
+    click.echo(f"reference (flip-averaged descriptors): {100 * ref['mean']:.2f}% +- {100 * ref['std']:.2f}")
+    click.echo("rate  id bytes  id file  base bytes  base file  id accuracy      generated acc    PSNR   MS-SSIM")
+    for r in res["rates"]:
+        ia, ga = r["identity_accuracy"], r["generated_accuracy"]
+        click.echo(f"{r['rate']:>4}  {r['identity_payload_bytes']:8.2f}  {r['identity_file_bytes']:7.2f}  "
+                   f"{r['base_payload_bytes']:10.2f}  {r['base_file_bytes']:9.2f}  "
+                   f"{100 * ia['mean']:.2f} +- {100 * ia['std']:.2f}  {100 * ga['mean']:.2f} +- {100 * ga['std']:.2f}  "
+                   f"{r['generated_psnr_rgb']:5.2f}  {r['generated_ms_ssim_win7']:.4f}")
+    for a in res["anchors"]:
+        click.echo(f"  anchor PCA {a['pca_dims']:>2} dims {a['bits']} bits: {a['payload_bytes']:6.2f} bytes, "
+                   f"{100 * a['accuracy']['mean']:.2f} +- {100 * a['accuracy']['std']:.2f}")
+    if output:
+        write_bytes(output, (json.dumps(res, indent=1) + "\n").encode(), force=True)
+
+
 @main.command()
 def bench():
     """Rate-fidelity and rate-accuracy curves against conventional codecs (arrives with the enhancement layer)."""

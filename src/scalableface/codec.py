@@ -112,10 +112,8 @@ def encode(
     if layers != "identity":
         payloads.append((LayerType.APPEARANCE, base.encode_appearance(face.crop)[0]))
     transform = None
-    if face.method != "aligned":
-        h, w = face.photo_shape if hasattr(face, "photo_shape") else (0, 0)
-        if h and w:
-            transform = Transform(int(w), int(h), tuple(float(v) for v in face.transform.reshape(-1)))
+    if face.method != "aligned" and max(face.photo_size) <= 0xFFFF:
+        transform = Transform(*face.photo_size, tuple(float(v) for v in face.transform.reshape(-1)))
     header = Header(model_id=entry.short_id, crop_size=face.size, base_rate=rate, transform=transform)
     return container.pack(header, payloads)
 

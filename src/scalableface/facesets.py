@@ -24,7 +24,7 @@ from .paths import cache_dir
 
 def _align_one(path: str, size: int) -> tuple[np.ndarray, str]:
     try:
-        face = align(path, size=size, fallback_box=True)
+        face = align(path, size=size, centred=True)
         return face.crop, face.method
     except SfaceError:
         return np.zeros((size, size, 3), np.uint8), "failed"
@@ -74,7 +74,7 @@ def reference_descriptors(name: str, crops: np.ndarray, progress: bool = True) -
     for i in tqdm(range(0, len(crops), step), desc=f"describing {name}", disable=not progress):
         chunk = np.asarray(crops[i : i + step])
         out[i : i + step, 0] = describe(chunk)
-        out[i : i + step, 1] = describe(chunk[:, :, ::-1])
+        out[i : i + step, 1] = describe(np.ascontiguousarray(chunk[:, :, ::-1]))
     np.save(out_file, out)
     key_file.write_text(json.dumps({"key": key}))
     return out

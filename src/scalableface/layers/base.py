@@ -77,7 +77,7 @@ class BaseLayer:
     def encode_appearance(self, crop: np.ndarray) -> tuple[bytes, np.ndarray]:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
             y = self.appearance_encoder(x)[0].numpy()
         lo = np.array([t.offset for t in self.appearance_tables])

@@ -94,12 +94,12 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=60, help="stop after this much wall time (this run)")
     ap.add_argument("--max-steps", type=int, default=200000)
     ap.add_argument("--latent", type=int, default=64)
-    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--width", type=int, default=24)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--id-weight", type=float, default=0.01)
     ap.add_argument("--rate-weight", type=float, default=2e-5, help="loss per appearance bit")
-    ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (tests)")
@@ -113,13 +113,13 @@ def main(argv=None):
     train_crops, train_desc = crops[:-VALIDATION], desc[:-VALIDATION]
     if args.limit:
         train_crops, train_desc = train_crops[: args.limit], train_desc[: args.limit]
-    val_x = torch.from_numpy(np.asarray(crops[-VALIDATION:][:64])).permute(0, 3, 1, 2).float() / 255
+    val_x = torch.from_numpy(np.array(crops[-VALIDATION:][:64])).permute(0, 3, 1, 2).float() / 255
     val_d = torch.from_numpy(desc[-VALIDATION:][:64])
 
     recognizer = load_recognizer()
     for p in recognizer.parameters():
         p.requires_grad_(False)
-    net = TextureNet(args.latent, args.width)
+    net = TextureNet(args.latent, args.width).to(memory_format=torch.channels_last)  # 5-35% faster on CPU
     params = [p for n, p in net.named_parameters() if not n.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=args.lr)
     aux_opt = torch.optim.Adam([net.entropy_bottleneck.quantiles], lr=1e-3)
@@ -138,6 +138,7 @@ def main(argv=None):
     log_file = cache / "texture.log"
     while step < args.max_steps and time.time() - t0 < args.minutes * 60:
         x, d = next(data)
+        x = x.contiguous(memory_format=torch.channels_last)
         d_in = d + DESCRIPTOR_NOISE * torch.randn(d.shape, generator=gen)
         out, lik = net(x, d_in)
         mse = ((out - x) ** 2).mean()

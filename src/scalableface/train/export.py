@@ -1,0 +1,75 @@
+"""Assemble a model set from the trained stages and install it in models/ (safetensors + manifest entry).
+
+    python -m scalableface.train.export --name sface-base-v1 --rates 1 2 3 4 --default-rate 3
+
+Reads <cache>/identity_r<k>_export.npz (train/identity.py) and <cache>/texture.pt (train/texture.py).
+The compare threshold is the one scalar taken from LFW: the distance that best separates all 6,000
+View-2 pairs for the default rate point's decoded descriptors (as dlib did for its 0.6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file
+
+from ..facesets import aligned_crops, reference_descriptors
+from ..layers.base import BaseLayer
+from ..models import model_id, sha256_file
+from ..paths import cache_dir, data_dir
+from ..eval.lfw import best_threshold, read_pairs
+from .texture import TextureNet
+from .texture import export as export_texture
+
+REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
+
+
+def lfw_threshold(base: BaseLayer, rate: int, lfw: Path) -> float:
+    pairs = read_pairs(lfw)
+    crops, _ = aligned_crops("lfw", pairs.images)
+    codec = base.identity(rate)
+    d = codec.reconstruct(codec.quantize(reference_descriptors("lfw", crops).mean(axis=1)))
+    return best_threshold(np.linalg.norm(d[pairs.left] - d[pairs.right], axis=1), pairs.same)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--rates", type=int, nargs="+", required=True)
+    ap.add_argument("--default-rate", type=int, required=True)
+    ap.add_argument("--summary", default="face codec: identity + appearance base layer (UTKFace, non-commercial research)")
+    ap.add_argument("--lfw", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=REPO_MODELS)
+    args = ap.parse_args(argv)
+    cache = cache_dir()
+
+    tensors: dict[str, np.ndarray] = {}
+    for r in args.rates:
+        tensors |= dict(np.load(cache / f"identity_r{r}_export.npz"))
+    ck = torch.load(cache / "texture.pt", weights_only=True)
+    net = TextureNet(ck["args"]["latent"], ck["args"]["width"])
+    net.load_state_dict(ck["net"])
+    tensors |= export_texture(net)
+    config = {"identity_rates": args.rates, "default_rate": args.default_rate, "appearance_latent": ck["args"]["latent"],
+              "texture_width": ck["args"]["width"], "texture_steps": ck["step"]}
+    config["threshold"] = lfw_threshold(BaseLayer(tensors, config | {"threshold": 0}), args.default_rate, args.lfw or data_dir() / "lfw")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = args.out / f"{args.name}.safetensors"
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, weights, metadata={"config": json.dumps(config)})
+    sha = sha256_file(weights)
+    manifest_path = args.out / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != args.name]
+    manifest["models"].insert(0, {"name": args.name, "file": weights.name, "sha256": sha, "size": weights.stat().st_size,
+                                  "summary": args.summary, "card": f"{args.name}.md", "kind": "codec"})
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    print(json.dumps({"name": args.name, "id": model_id(args.name, sha).hex(), "sha256": sha, "config": config}))
+
+
+if __name__ == "__main__":
+    main()
