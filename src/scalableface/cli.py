@@ -246,7 +246,8 @@ def eval_lfw(data, workers, output):
 @click.option("--model", default=None, help="Model set name or id (default: the installed one).")
 @click.option("--workers", type=int, default=2, show_default=True)
 @click.option("-o", "--output", default=None, help="Also write the results as JSON here.")
-def eval_base(data, model, workers, output):
+@click.option("--grid", default=None, help="Write a PNG: LFW originals on top, base-layer faces per rate point below.")
+def eval_base(data, model, workers, output, grid):
     """Rate-accuracy of the base layer per rate point on LFW, beside PCA anchors."""
     import numpy as np
 
@@ -258,7 +259,7 @@ def eval_base(data, model, workers, output):
     if not utk.exists():
         raise SfaceError("the PCA anchors need UTKFace descriptors: run `python -m scalableface.train.prepare` first")
     entry, base = codec._model(model)
-    res = evaluate(Path(data) if data else data_dir() / "lfw", base, entry.short_id, np.load(utk).mean(axis=1), workers)
+    res = evaluate(Path(data) if data else data_dir() / "lfw", base, entry.short_id, np.load(utk).mean(axis=1), workers, grid)
     res["model"] = {"name": entry.name, "id": entry.short_id.hex()}
     ref = res["reference_flip"]
     click.echo(f"reference (flip-averaged descriptors): {100 * ref['mean']:.2f}% +- {100 * ref['std']:.2f}")

@@ -57,13 +57,21 @@ def psnr_msssim(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     return psnr, msssim
 
 
-def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray, workers: int = 2) -> dict:
+def grid(rows: list[np.ndarray], columns: int = 10) -> np.ndarray:
+    """One image: each entry of rows is N x 128 x 128 x 3; the first `columns` of each, side by side."""
+    return np.concatenate([np.concatenate(list(r[:columns]), axis=1) for r in rows], axis=0)
+
+
+def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray, workers: int = 2,
+             grid_path=None) -> dict:
     from ..recognizer import describe
 
     pairs = read_pairs(lfw)
     crops, _ = aligned_crops("lfw", pairs.images, 128, workers)
     ref = reference_descriptors("lfw", crops).mean(axis=1)  # the flip-averaged descriptor the encoder codes
     out = {"images": len(pairs.images), "reference_flip": _acc(pairs, ref), "rates": [], "anchors": []}
+    shown = np.linspace(0, len(crops) - 1, 10).astype(int)  # spread over the alphabet: different people
+    rows = [np.asarray(crops[shown])]
 
     app_payloads, app_latents = [], []
     for crop in tqdm(crops, desc="appearance"):
@@ -83,6 +91,7 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
                              for p, a in zip(payloads, app_payloads)])
         generated = np.stack([base.generate(d, a) for d, a in tqdm(zip(decoded, app_latents), total=len(decoded), desc=f"generating r{rate}")])
         psnr, msssim = psnr_msssim(crops, generated)
+        rows.append(generated[shown])
         identity_bytes = float(np.mean([len(p) for p in payloads]))
         out["rates"].append({
             "rate": rate,
@@ -97,6 +106,10 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
             "generated_psnr_rgb": psnr,
             "generated_ms_ssim_win7": msssim,
         })
+    if grid_path:
+        from PIL import Image
+
+        Image.fromarray(grid(rows)).save(grid_path)
     fit = utk_descriptors[:3000]
     for dims, bits in [(16, 3), (16, 4), (24, 3), (32, 3), (32, 4), (48, 3), (64, 3), (64, 4)]:
         recon, nbytes = pca_anchor(fit, ref, dims, bits)
