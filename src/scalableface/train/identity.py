@@ -54,9 +54,12 @@ class IdentityNet(nn.Module):
 
 
 def load_descriptors(cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    d = np.load(cache / "utk_desc.npy").mean(axis=1)  # (N, 2, 128): original and mirrored crop
-    d = torch.from_numpy(d.astype(np.float32))
-    return d[:-VALIDATION], d[-VALIDATION:]
+    """Training descriptors: of each crop, of its mirror and their average (the encoder codes the
+    average; the single ones triple the data); validation: the averages of the held-out images."""
+    d = np.load(cache / "utk_desc.npy").astype(np.float32)  # (N, 2, 128): original and mirrored crop
+    train = d[:-VALIDATION]
+    train = np.concatenate([train[:, 0], train[:, 1], train.mean(axis=1)])
+    return torch.from_numpy(train), torch.from_numpy(d[-VALIDATION:].mean(axis=1))
 
 
 def evaluate(net: IdentityNet, d: torch.Tensor) -> dict:

@@ -1,0 +1,51 @@
+"""Model registry: lookup by name and id, hash verification, no code execution on load."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from scalableface import models
+from scalableface.errors import ModelError
+
+
+@pytest.fixture
+def model_dir(tmp_path, monkeypatch):
+    w = tmp_path / "tiny.safetensors"
+    save_file({"x": np.arange(6, dtype=np.float32)}, w, metadata={"config": json.dumps({"threshold": 0.5})})
+    sha = models.sha256_file(w)
+    (tmp_path / "MANIFEST.json").write_text(json.dumps({"models": [
+        {"name": "tiny-test", "file": w.name, "sha256": sha, "size": w.stat().st_size, "summary": "a test model", "kind": "codec"}]}))
+    monkeypatch.setenv("SFACE_MODELS", str(tmp_path))
+    return tmp_path
+
+
+def test_find_by_name_and_short_id(model_dir):
+    m = models.find("tiny-test")
+    assert models.find(m.short_id.hex()) == m == models.find(m.short_id)
+    assert m.short_id == models.model_id("tiny-test", m.sha256)
+    tensors, config = models.load(m)
+    assert np.array_equal(tensors["x"], np.arange(6)) and config == {"threshold": 0.5}
+
+
+def test_unknown_model_is_refused_with_what_is_installed(model_dir):
+    with pytest.raises(ModelError, match=r"model 00000000 is not installed \(installed: .*tiny-test"):
+        models.find(b"\0\0\0\0")
+
+
+def test_corrupted_weights_are_detected_by_their_hash(model_dir):
+    w = model_dir / "tiny.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0x40
+    w.write_bytes(bytes(data))
+    models.load_weights.cache_clear()
+    with pytest.raises(ModelError, match="do not match their recorded hash"):
+        models.load(models.find("tiny-test"))
+
+
+def test_broken_manifest_is_a_model_error(tmp_path, monkeypatch):
+    (tmp_path / "MANIFEST.json").write_text("{not json")
+    monkeypatch.setenv("SFACE_MODELS", str(tmp_path))
+    with pytest.raises(ModelError, match="unreadable model manifest"):
+        models.codec_models()
