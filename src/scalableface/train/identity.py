@@ -154,7 +154,7 @@ def train(rate: int, lmbda: float, steps: int, latent: int, batch: int, save_eve
         step += 1
         if step % save_every == 0 or step == steps:
             v = evaluate(net, val_d)
-            log({"rate": rate, "step": step, "train_bits": float(bits), "train_mse": float(mse), **{f"val_{k}": x for k, x in v.items()}})
+            log({"rate": rate, "step": step, "train_bits": float(bits.detach()), "train_mse": float(mse.detach()), **{f"val_{k}": x for k, x in v.items()}})
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
                         "step": step, "lmbda": lmbda, "latent": latent}, ckpt_path)
     return net

@@ -155,7 +155,7 @@ def main(argv=None):
         step += 1
         if step % args.save_every == 0:
             rec = {"step": step, "seconds": round(time.time() - t0), "train_psnr": psnr(mse.detach()[None]),
-                   "train_bits": float(bits), "train_id_dist2": float(id_dist2)}
+                   "train_bits": float(bits.detach()), "train_id_dist2": float(id_dist2.detach())}
             rec |= {f"val_{k}": v for k, v in validate(net, recognizer, val_x, val_d).items()}
             print(json.dumps(rec), flush=True)
             with open(log_file, "a") as f:
