@@ -90,12 +90,14 @@ def test_compare_same_and_different(photo, tmp_path):
 
 
 def test_unknown_model_is_refused_clearly(sfc):
+    import binascii
+    import struct
+
     bad = bytearray(sfc)
     bad[5:9] = b"\0\0\0\0"
     # fix the header CRC so that only the model id is wrong
-    import binascii, struct
-
-    bad[12:14] = struct.pack(">H", binascii.crc_hqx(bytes(bad[:12]), 0))
+    end = container.parse(sfc).header_size
+    bad[end - 2 : end] = struct.pack(">H", binascii.crc_hqx(bytes(bad[: end - 2]), 0))
     with pytest.raises(ModelError, match="not installed"):
         sf.extract_features(bytes(bad))
 

@@ -56,5 +56,5 @@ def test_texture_training_runs_and_exports(cache):
     payload, q = base.encode_appearance(np.asarray(crop))
     latent = base.decode_appearance(payload)
     assert np.allclose(latent, q + base.appearance_medians)
-    img = base.generate(np.zeros(128, np.float32), latent)
-    assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+    img = base.generate(np.zeros((1, 128), np.float32), latent[None])
+    assert img.shape == (1, 128, 128, 3) and img.dtype == np.uint8

@@ -96,8 +96,9 @@ class _nullbar:
 @click.option("--base-rate", type=click.IntRange(1, 15), default=None, help="Base rate point (default: the model's).")
 @click.option("--aligned", is_flag=True, help="Inputs are already 128x128 canonical crops: skip detection.")
 @click.option("--model", default=None, help="Model set name or id (default: the installed one).")
+@click.option("--no-transform", is_flag=True, help="Leave out where the face sat in the photo (saves 28 bytes; no paste-back).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-def encode(paths, out_dir, layers, base_rate, aligned, model, force):
+def encode(paths, out_dir, layers, base_rate, aligned, model, no_transform, force):
     """Encode the largest face of each image: `encode IN OUT` or `encode IN... --out-dir DIR`."""
     from . import codec
 
@@ -107,7 +108,8 @@ def encode(paths, out_dir, layers, base_rate, aligned, model, force):
 
     def work(src, dst):
         data = read_bytes(src)
-        write_bytes(dst, codec.encode(data, layers=layers, base_rate=base_rate, aligned=aligned, model=model, name=src), force=force)
+        write_bytes(dst, codec.encode(data, layers=layers, base_rate=base_rate, aligned=aligned, model=model, name=src,
+                                         keep_transform=not no_transform), force=force)
 
     _run_jobs(_jobs(inputs, output, out_dir, IMAGE_SUFFIXES, ".sfc"), work, "encoding")
 
@@ -263,13 +265,14 @@ def eval_base(data, model, workers, output, grid):
     res["model"] = {"name": entry.name, "id": entry.short_id.hex()}
     ref = res["reference_flip"]
     click.echo(f"reference (flip-averaged descriptors): {100 * ref['mean']:.2f}% +- {100 * ref['std']:.2f}")
-    click.echo("rate  id bytes  id file  base bytes  base file  id accuracy      generated acc    PSNR   MS-SSIM")
+    click.echo("rate  id bytes  id file  base bytes  base file  id accuracy      generated acc    PSNR   MS-SSIM  vs PCA")
     for r in res["rates"]:
         ia, ga = r["identity_accuracy"], r["generated_accuracy"]
         click.echo(f"{r['rate']:>4}  {r['identity_payload_bytes']:8.2f}  {r['identity_file_bytes']:7.2f}  "
                    f"{r['base_payload_bytes']:10.2f}  {r['base_file_bytes']:9.2f}  "
                    f"{100 * ia['mean']:.2f} +- {100 * ia['std']:.2f}  {100 * ga['mean']:.2f} +- {100 * ga['std']:.2f}  "
-                   f"{r['generated_psnr_rgb']:5.2f}  {r['generated_ms_ssim_win7']:.4f}")
+                   f"{r['generated_psnr_rgb']:5.2f}  {r['generated_ms_ssim_win7']:.4f}  "
+                   + ("-" if r["bytes_saved_vs_pca_anchor"] is None else f"{-100 * r['bytes_saved_vs_pca_anchor']:+.0f}% bytes"))
     for a in res["anchors"]:
         click.echo(f"  anchor PCA {a['pca_dims']:>2} dims {a['bits']} bits: {a['payload_bytes']:6.2f} bytes, "
                    f"{100 * a['accuracy']['mean']:.2f} +- {100 * a['accuracy']['std']:.2f}")

@@ -97,8 +97,11 @@ def encode(
     aligned: bool = False,
     model: Optional[str] = None,
     name: Optional[str] = None,
+    keep_transform: bool = True,
 ) -> bytes:
-    """An .sfc file for the largest face in `source`, holding layers up to `layers`."""
+    """An .sfc file for the largest face in `source`, holding layers up to `layers`. The header keeps
+    the crop's place in the photo (28 bytes, for pasting a decoded face back) unless keep_transform
+    is False."""
     if layers not in LAYER_CHOICES:
         raise SfaceError(f"layers must be one of {', '.join(LAYER_CHOICES)}")
     if layers == "full":
@@ -112,7 +115,7 @@ def encode(
     if layers != "identity":
         payloads.append((LayerType.APPEARANCE, base.encode_appearance(face.crop)[0]))
     transform = None
-    if face.method != "aligned" and max(face.photo_size) <= 0xFFFF:
+    if keep_transform and face.method != "aligned" and max(face.photo_size) <= 0xFFFF:
         transform = Transform(*face.photo_size, tuple(float(v) for v in face.transform.reshape(-1)))
     header = Header(model_id=entry.short_id, crop_size=face.size, base_rate=rate, transform=transform)
     return container.pack(header, payloads)
@@ -148,7 +151,7 @@ def decode(source: Source, *, layer: str = "full") -> Decoded:
         )
     descriptor = _identity_descriptor(f, base)
     app = f.layer(LayerType.APPEARANCE)
-    image = base.generate(descriptor, base.decode_appearance(app.payload if app else None))
+    image = base.generate(descriptor[None], base.decode_appearance(app.payload if app else None)[None])[0]
     decoded_layer = "base" if app else "identity"
     return Decoded(image, decoded_layer, f.header, note)
 

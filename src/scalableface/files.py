@@ -21,6 +21,12 @@ def read_bytes(source: str) -> bytes:
         raise SfaceError(f"cannot read {source}: {e.strerror}") from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(target: str, data: bytes, *, force: bool = False) -> None:
     """Write all of `data` or nothing: a temporary file in the same folder, then a rename."""
     if target == "-":
@@ -38,6 +44,7 @@ def write_bytes(target: str, data: bytes, *, force: bool = False) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour the umask
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

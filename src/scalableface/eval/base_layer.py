@@ -79,6 +79,7 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
         app_payloads.append(payload)
         app_latents.append(q + base.appearance_medians)
     app_bytes = float(np.mean([len(p) for p in app_payloads]))
+    app_latents = np.array(app_latents, np.float32)
 
     for rate in base.rates:
         codec = base.identity(rate)
@@ -89,7 +90,8 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
         id_file = np.mean([len(container.pack(header, [(LayerType.IDENTITY, p)])) for p in payloads])
         base_file = np.mean([len(container.pack(header, [(LayerType.IDENTITY, p), (LayerType.APPEARANCE, a)]))
                              for p, a in zip(payloads, app_payloads)])
-        generated = np.stack([base.generate(d, a) for d, a in tqdm(zip(decoded, app_latents), total=len(decoded), desc=f"generating r{rate}")])
+        generated = np.concatenate([base.generate(decoded[i : i + 64], app_latents[i : i + 64])
+                                    for i in tqdm(range(0, len(decoded), 64), desc=f"generating r{rate}")])
         psnr, msssim = psnr_msssim(crops, generated)
         rows.append(generated[shown])
         identity_bytes = float(np.mean([len(p) for p in payloads]))
@@ -111,7 +113,25 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
 
         Image.fromarray(grid(rows)).save(grid_path)
     fit = utk_descriptors[:3000]
-    for dims, bits in [(16, 3), (16, 4), (24, 3), (32, 3), (32, 4), (48, 3), (64, 3), (64, 4)]:
+    for dims, bits in [(8, 4), (12, 3), (12, 4), (16, 3), (16, 4), (24, 3), (24, 4), (32, 3), (32, 4), (48, 3), (64, 3), (64, 4)]:
         recon, nbytes = pca_anchor(fit, ref, dims, bits)
         out["anchors"].append({"pca_dims": dims, "bits": bits, "payload_bytes": nbytes, "accuracy": _acc(pairs, recon)})
+    for r in out["rates"]:
+        anchor = anchor_bytes_at(out["anchors"], r["identity_accuracy"]["mean"])
+        r["pca_anchor_bytes_at_equal_accuracy"] = anchor
+        r["bytes_saved_vs_pca_anchor"] = None if anchor is None else 1 - r["identity_payload_bytes"] / anchor
     return out
+
+
+def anchor_bytes_at(anchors: list[dict], accuracy: float) -> float | None:
+    """Bytes the anchors' Pareto front needs for `accuracy` (linear between front points); None
+    outside the front's range."""
+    pts = sorted((a["payload_bytes"], a["accuracy"]["mean"]) for a in anchors)
+    front = []
+    for b, acc in pts:
+        if not front or acc > front[-1][1]:
+            front.append((b, acc))
+    for (b0, a0), (b1, a1) in zip(front, front[1:]):
+        if a0 <= accuracy <= a1:
+            return b0 + (accuracy - a0) / (a1 - a0) * (b1 - b0)
+    return None

@@ -92,10 +92,10 @@ class BaseLayer:
         q = np.array(entropy.decode(payload, self.appearance_tables), np.float32)
         return q + self.appearance_medians
 
-    def generate(self, descriptor: np.ndarray, appearance: np.ndarray) -> np.ndarray:
-        """The base texture: 128 x 128 x 3 uint8."""
+    def generate(self, descriptors: np.ndarray, appearances: np.ndarray) -> np.ndarray:
+        """Base textures: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents."""
         import torch
 
         with torch.inference_mode():
-            out = self.generator(torch.from_numpy(descriptor[None].astype(np.float32)), torch.from_numpy(appearance[None]))
-        return (out[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+            out = self.generator(torch.from_numpy(np.asarray(descriptors, np.float32)), torch.from_numpy(np.asarray(appearances, np.float32)))
+        return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
