@@ -1,6 +1,5 @@
 """End to end with the shipped model set: encode, decode, strip, extract features, compare."""
 
-import io
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import scalableface as sf
-from scalableface import codec, container, models
+from scalableface import codec, container
 from scalableface.cli import main
 from scalableface.container import LayerType
 from scalableface.errors import InputError, ModelError

@@ -51,6 +51,12 @@ def _base_layer(name: str) -> BaseLayer:
     return BaseLayer(tensors, config)
 
 
+@lru_cache(maxsize=16)
+def _base_layer_by_id(model_id: bytes) -> BaseLayer:
+    """The model a file header names; cached, since reading the manifests costs more than decoding."""
+    return _base_layer(models.find(model_id).name)
+
+
 def _model(model: Optional[str] = None) -> tuple[models.ModelEntry, BaseLayer]:
     entry = models.find(model) if model else models.default_model()
     return entry, _base_layer(entry.name)
@@ -140,8 +146,7 @@ def decode(source: Source, *, layer: str = "full") -> Decoded:
     if layer not in ("base", "full"):
         raise SfaceError("layer must be 'base' or 'full'")
     f = _parse(source)
-    entry = models.find(f.header.model_id)
-    base = _base_layer(entry.name)
+    base = _base_layer_by_id(f.header.model_id)
     wanted = _TOP_LAYER[layer]
     note = None
     if f.top < wanted:
@@ -162,7 +167,7 @@ def extract_features(source: Source, *, aligned: bool = False) -> np.ndarray:
     data = _read(source)
     if is_sfc(data):
         f = container.parse(data)
-        return _identity_descriptor(f, _base_layer(models.find(f.header.model_id).name))
+        return _identity_descriptor(f, _base_layer_by_id(f.header.model_id))
     return extract_features(encode(data, layers="identity", aligned=aligned, name=str(source) if isinstance(source, (str, Path)) else None))
 
 

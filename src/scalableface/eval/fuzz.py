@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from .. import codec, container
-from ..container import LayerType
 from ..errors import SfaceError
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "astronaut.jpg"

@@ -21,8 +21,9 @@ from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
 from ..paths import cache_dir
-from ..entropy import FrequencyTable
 from ..layers.identity import DESCRIPTOR_DIMS
+from .common import optimizers, round_with_noisy_rate, table_tensors
+from .common import step as train_step
 
 VALIDATION = 500  # the last images of the sorted UTKFace list, never trained on
 INPUT_SCALE = 10.0  # descriptor entries are ~0.1; this brings them near unit scale
@@ -45,11 +46,7 @@ class IdentityNet(nn.Module):
         self.entropy_bottleneck = EntropyBottleneck(latent)
 
     def forward(self, d: torch.Tensor):
-        y = self.analysis(d * INPUT_SCALE)
-        y_noisy, likelihoods = self.entropy_bottleneck(y)
-        medians = self.entropy_bottleneck.quantiles[:, 0, 1].detach()
-        # The rate sees uniform noise; the decoder sees the real rounding (straight-through).
-        y_round = y + (torch.round(y - medians) + medians - y).detach()
+        y_round, likelihoods = round_with_noisy_rate(self.entropy_bottleneck, self.analysis(d * INPUT_SCALE))
         return self.synthesis(y_round) / INPUT_SCALE, likelihoods
 
 
@@ -78,26 +75,6 @@ def evaluate(net: IdentityNet, d: torch.Tensor) -> dict:
     }
 
 
-def export_tables(eb: EntropyBottleneck, tail: float = 1e-9) -> tuple[np.ndarray, list[FrequencyTable]]:
-    """Medians and one integer table per latent dimension, with the tails folded into the end symbols
-    (the encoder clamps to the table, so the end symbols stand for everything beyond)."""
-    q = eb.quantiles.detach()[:, 0, :]
-    medians = q[:, 1]
-    tables = []
-    for c in range(q.shape[0]):
-        lo = int(torch.clamp(torch.ceil(medians[c] - q[c, 0]), 1, 64))
-        hi = int(torch.clamp(torch.ceil(q[c, 2] - medians[c]), 1, 64))
-        samples = (torch.arange(-lo, hi + 1, dtype=torch.float32) + medians[c]).view(1, 1, -1)
-        samples = samples.expand(q.shape[0], 1, -1).contiguous()
-        with torch.no_grad():
-            pmf, lower, upper = eb._likelihood(samples, stop_gradient=True)
-        p = pmf[c, 0].double().numpy().copy()
-        p[0] += float(torch.sigmoid(lower[c, 0, 0]))
-        p[-1] += float(torch.sigmoid(-upper[c, 0, -1]))
-        tables.append(FrequencyTable.from_pmf(-lo, np.maximum(p, tail)))
-    return medians.numpy().astype(np.float32), tables
-
-
 def export(net: IdentityNet, rate: int) -> dict[str, np.ndarray]:
     """Tensors for the model file under identity.r<rate>.* (see layers/identity.py)."""
     p = f"identity.r{rate}"
@@ -107,14 +84,8 @@ def export(net: IdentityNet, rate: int) -> dict[str, np.ndarray]:
         for i, lin in enumerate(linears):
             out[f"{p}.{part}.{i}.weight"] = lin.weight.detach().numpy().astype(np.float32)
             out[f"{p}.{part}.{i}.bias"] = lin.bias.detach().numpy().astype(np.float32)
-    medians, tables = export_tables(net.entropy_bottleneck)
-    width = max(len(t.freqs) for t in tables)
-    out[f"{p}.medians"] = medians
     out[f"{p}.input_scale"] = np.array([INPUT_SCALE], np.float32)
-    out[f"{p}.table_offsets"] = np.array([t.offset for t in tables], np.int32)
-    out[f"{p}.table_lengths"] = np.array([len(t.freqs) for t in tables], np.int32)
-    out[f"{p}.table_freqs"] = np.array([list(t.freqs) + [0] * (width - len(t.freqs)) for t in tables], np.int32)
-    return out
+    return out | table_tensors(p, net.entropy_bottleneck)
 
 
 def train(rate: int, lmbda: float, steps: int, latent: int, batch: int, save_every: int, cache: Path, log) -> IdentityNet:
@@ -122,9 +93,7 @@ def train(rate: int, lmbda: float, steps: int, latent: int, batch: int, save_eve
     train_d, val_d = load_descriptors(cache)
     ckpt_path = cache / f"identity_r{rate}.pt"
     net = IdentityNet(latent)
-    main_params = [p for n, p in net.named_parameters() if not n.endswith("quantiles")]
-    opt = torch.optim.Adam(main_params, lr=1e-3)
-    aux_opt = torch.optim.Adam([net.entropy_bottleneck.quantiles], lr=1e-3)
+    opt, aux_opt = optimizers(net, 1e-3)
     step = 0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
@@ -143,14 +112,7 @@ def train(rate: int, lmbda: float, steps: int, latent: int, batch: int, save_eve
         d_hat, lik = net(d)
         bits = -torch.log2(lik).sum(1).mean()
         mse = ((d_hat - d) ** 2).sum(1).mean()
-        loss = bits + lmbda * mse
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        aux = net.entropy_bottleneck.loss()
-        aux_opt.zero_grad()
-        aux.backward()
-        aux_opt.step()
+        train_step(net, bits + lmbda * mse, opt, aux_opt)
         step += 1
         if step % save_every == 0 or step == steps:
             v = evaluate(net, val_d)

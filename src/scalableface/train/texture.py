@@ -25,7 +25,9 @@ from torch import nn
 from ..layers.texture import AppearanceEncoder, Generator
 from ..paths import cache_dir
 from ..recognizer import descriptor_from_crops, load_recognizer
-from .identity import VALIDATION, export_tables
+from .common import optimizers, round_with_noisy_rate, table_tensors
+from .common import step as train_step
+from .identity import VALIDATION
 
 DESCRIPTOR_NOISE = 0.01
 
@@ -38,10 +40,7 @@ class TextureNet(nn.Module):
         self.entropy_bottleneck = EntropyBottleneck(latent)
 
     def forward(self, x: torch.Tensor, descriptor: torch.Tensor):
-        y = self.encoder(x)
-        _, likelihoods = self.entropy_bottleneck(y)
-        medians = self.entropy_bottleneck.quantiles[:, 0, 1].detach()
-        y_round = y + (torch.round(y - medians) + medians - y).detach()
+        y_round, likelihoods = round_with_noisy_rate(self.entropy_bottleneck, self.encoder(x))
         return self.generator(descriptor, y_round), likelihoods
 
 
@@ -80,13 +79,7 @@ def export(net: TextureNet) -> dict[str, np.ndarray]:
     """Tensors for the model file: appearance.* (encoder, tables) and generator.*."""
     out = {f"appearance.encoder.{k}": v.numpy() for k, v in net.encoder.state_dict().items()}
     out |= {f"generator.{k}": v.numpy() for k, v in net.generator.state_dict().items()}
-    medians, tables = export_tables(net.entropy_bottleneck)
-    width = max(len(t.freqs) for t in tables)
-    out["appearance.medians"] = medians
-    out["appearance.table_offsets"] = np.array([t.offset for t in tables], np.int32)
-    out["appearance.table_lengths"] = np.array([len(t.freqs) for t in tables], np.int32)
-    out["appearance.table_freqs"] = np.array([list(t.freqs) + [0] * (width - len(t.freqs)) for t in tables], np.int32)
-    return out
+    return out | table_tensors("appearance", net.entropy_bottleneck)
 
 
 def main(argv=None):
@@ -120,9 +113,7 @@ def main(argv=None):
     for p in recognizer.parameters():
         p.requires_grad_(False)
     net = TextureNet(args.latent, args.width).to(memory_format=torch.channels_last)  # 5-35% faster on CPU
-    params = [p for n, p in net.named_parameters() if not n.endswith("quantiles")]
-    opt = torch.optim.Adam(params, lr=args.lr)
-    aux_opt = torch.optim.Adam([net.entropy_bottleneck.quantiles], lr=1e-3)
+    opt, aux_opt = optimizers(net, args.lr)
     ckpt = cache / "texture.pt"
     step = 0
     if ckpt.exists():
@@ -144,14 +135,7 @@ def main(argv=None):
         mse = ((out - x) ** 2).mean()
         id_dist2 = ((descriptor_from_crops(out * 255) - d) ** 2).sum(1).mean()
         bits = -torch.log2(lik).sum(1).mean()
-        loss = mse + args.id_weight * id_dist2 + args.rate_weight * bits
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        aux = net.entropy_bottleneck.loss()
-        aux_opt.zero_grad()
-        aux.backward()
-        aux_opt.step()
+        train_step(net, mse + args.id_weight * id_dist2 + args.rate_weight * bits, opt, aux_opt)
         step += 1
         if step % args.save_every == 0:
             rec = {"step": step, "seconds": round(time.time() - t0), "train_psnr": psnr(mse.detach()[None]),
