@@ -55,22 +55,24 @@ def _jobs(inputs, output, out_dir, in_suffixes, out_suffix):
     return [(src, str(Path(out_dir) / rel.with_suffix(out_suffix))) for src, rel in expand_inputs(inputs, in_suffixes)]
 
 
-def _run_jobs(jobs, work, verb):
-    """Run work(src, dst) for each job; a failure is reported by name and the others go on."""
-    failed = 0
+def _run_jobs(jobs, work, verb, workers=1, as_json=False):
+    """Run work(src, dst) for each job; a failure is reported by name, the others go on, and the
+    exit status is 1 if any failed. A progress bar shows on a terminal only."""
+    from .batch import run
+
+    failures = []
     show = len(jobs) > 1 and sys.stderr.isatty()
-    with click.progressbar(jobs, label=verb, file=sys.stderr) if show else _nullbar(jobs) as bar:
-        for src, dst in bar:
-            if dst != "-":
-                Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                work(src, dst)
-            except SfaceError as e:
-                failed += 1
-                click.echo(f"sface: error: {src}: {e}", err=True)
+    outcomes = run(jobs, work, workers)
+    with click.progressbar(outcomes, length=len(jobs), label=verb, file=sys.stderr) if show else _nullbar(outcomes) as bar:
+        for src, dst, error in bar:
+            if error is not None:
+                failures.append({"input": src, "error": error})
+                click.echo(f"sface: error: {src}: {error}", err=True)
     if len(jobs) > 1:
-        click.echo(f"{verb}: {len(jobs) - failed} of {len(jobs)} done, {failed} failed", err=True)
-    if failed:
+        click.echo(f"{verb}: {len(jobs) - len(failures)} of {len(jobs)} done, {len(failures)} failed", err=True)
+    if as_json:
+        click.echo(json.dumps({"done": len(jobs) - len(failures), "failed": failures}))
+    if failures:
         sys.exit(1)
 
 
@@ -85,11 +87,34 @@ class _nullbar:
         return False
 
 
+def _inputs(paths, files_from):
+    """Positional inputs plus the paths listed in --files-from (one per line; - for stdin)."""
+    listed = []
+    if files_from:
+        text = sys.stdin.read() if files_from == "-" else read_bytes(files_from).decode("utf-8", "replace")
+        listed = [line for line in text.splitlines() if line.strip()]
+    return tuple(paths) + tuple(listed)
+
+
 # ---- commands that code faces -----------------------------------------------------------------
 
 
+BATCH_OPTIONS = [
+    click.option("--files-from", default=None, help="Also read input paths from this file, one per line (- for stdin)."),
+    click.option("-j", "--jobs", "workers", type=click.IntRange(1, 64), default=1, show_default=True,
+                 help="Worker processes for many files."),
+    click.option("--json", "as_json", is_flag=True, help="Print a JSON report (done, failed files) on stdout at the end."),
+]
+
+
+def batch_options(f):
+    for option in reversed(BATCH_OPTIONS):
+        f = option(f)
+    return f
+
+
 @main.command()
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Write one .sfc per input image here (folders recurse).")
 @click.option("--layers", type=click.Choice(["identity", "base", "full"]), default="base", show_default=True,
               help="Layers to write: identity (~10 bytes), base (+ appearance), full (+ enhancement).")
@@ -98,11 +123,21 @@ class _nullbar:
 @click.option("--model", default=None, help="Model set name or id (default: the installed one).")
 @click.option("--no-transform", is_flag=True, help="Leave out where the face sat in the photo (saves 28 bytes; no paste-back).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-def encode(paths, out_dir, layers, base_rate, aligned, model, no_transform, force):
-    """Encode the largest face of each image: `encode IN OUT` or `encode IN... --out-dir DIR`."""
+@batch_options
+def encode(paths, out_dir, layers, base_rate, aligned, model, no_transform, force, files_from, workers, as_json):
+    """Encode the largest face of each image: `encode IN OUT` or `encode IN... --out-dir DIR`.
+
+    Folders recurse; a bad, unreadable or faceless image is reported by name and skipped."""
     from . import codec
 
-    inputs, output = (paths, None) if out_dir else (paths[:-1], paths[-1] if len(paths) > 1 else None)
+    if out_dir:
+        inputs, output = _inputs(paths, files_from), None
+    else:
+        if files_from:
+            raise click.UsageError("--files-from needs --out-dir")
+        inputs, output = paths[:-1], (paths[-1] if len(paths) > 1 else None)
+    if not inputs:
+        raise click.UsageError("no input given")
     if output and Path(output).suffix.lower() in IMAGE_SUFFIXES:
         raise click.UsageError(f"the output {output} looks like an image; several inputs need --out-dir")
 
@@ -111,17 +146,18 @@ def encode(paths, out_dir, layers, base_rate, aligned, model, no_transform, forc
         write_bytes(dst, codec.encode(data, layers=layers, base_rate=base_rate, aligned=aligned, model=model, name=src,
                                          keep_transform=not no_transform), force=force)
 
-    _run_jobs(_jobs(inputs, output, out_dir, IMAGE_SUFFIXES, ".sfc"), work, "encoding")
+    _run_jobs(_jobs(inputs, output, out_dir, IMAGE_SUFFIXES, ".sfc"), work, "encoding", workers, as_json)
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("-o", "--output", default=None, help="Output image (.png, .jpg, .webp; - for PNG on stdout).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Write one PNG per .sfc input here (folders recurse).")
 @click.option("--layer", type=click.Choice(["base", "full"]), default="full", show_default=True,
               help="Stop after this layer; a file without it decodes its best layer and says so.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-def decode(inputs, output, out_dir, layer, force):
+@batch_options
+def decode(inputs, output, out_dir, layer, force, files_from, workers, as_json):
     """Decode .sfc files to face images: `decode IN -o OUT` or `decode IN... --out-dir DIR`."""
     from . import codec
     from .images import encode_image
@@ -134,7 +170,10 @@ def decode(inputs, output, out_dir, layer, force):
         fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(suffix, "PNG")
         write_bytes(dst, encode_image(d.image, fmt), force=force)
 
-    _run_jobs(_jobs(inputs, output, out_dir, {".sfc"}, ".png"), work, "decoding")
+    inputs = _inputs(inputs, files_from)
+    if not inputs:
+        raise click.UsageError("no input given")
+    _run_jobs(_jobs(inputs, output, out_dir, {".sfc"}, ".png"), work, "decoding", workers, as_json)
 
 
 @main.command(name="extract-features")

@@ -62,6 +62,10 @@ def expand_inputs(paths, suffixes) -> list[tuple[str, Path]]:
         if p != "-" and path.is_dir():
             found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
             out += [(str(f), f.relative_to(path)) for f in found]
+        elif p == "-":
+            out.append((p, Path("stdin")))
         else:
-            out.append((p, Path(path.name if p != "-" else "stdin")))
+            # a relative path keeps its folders under the output folder, so a/x.jpg and b/x.jpg differ
+            keep = not path.is_absolute() and ".." not in path.parts
+            out.append((p, path if keep else Path(path.name)))
     return out
