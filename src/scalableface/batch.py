@@ -7,6 +7,7 @@ writes `.<name>.*.part` beside its target and renames it when complete).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from multiprocessing import get_context
@@ -36,6 +37,9 @@ def _run_one(job: Job) -> Outcome:
 
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # One compute thread per worker: N workers of N threads each would fight over the cores.
+    # torch reads this when it is first imported, which happens in the worker.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _remove_partials(jobs: list[Job]) -> None:
