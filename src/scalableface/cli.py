@@ -160,14 +160,13 @@ def encode(paths, out_dir, layers, base_rate, aligned, model, no_transform, forc
 def decode(inputs, output, out_dir, layer, force, files_from, workers, as_json):
     """Decode .sfc files to face images: `decode IN -o OUT` or `decode IN... --out-dir DIR`."""
     from . import codec
-    from .images import encode_image
+    from .images import encode_image, format_for
 
     def work(src, dst):
+        fmt = format_for(dst)
         d = codec.decode(read_bytes(src), layer=layer)
         if d.note:
             click.echo(f"sface: {src}: {d.note}", err=True)
-        suffix = Path(dst).suffix.lower() if dst != "-" else ".png"
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(suffix, "PNG")
         write_bytes(dst, encode_image(d.image, fmt), force=force)
 
     inputs = _inputs(inputs, files_from)
@@ -246,11 +245,11 @@ def compare(a, b, aligned, as_json):
 def align(input, output, all_faces, force):
     """Write the canonical 128x128 face crop of a photo (the input every layer codes)."""
     from . import codec
-    from .images import encode_image
+    from .images import encode_image, format_for
 
     faces = codec.align_image(read_bytes(input), all_faces=all_faces, name=input)
     out = Path(output)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(out.suffix.lower(), "PNG")
+    fmt = format_for(out)
     if not all_faces:
         write_bytes(output, encode_image(faces.crop, fmt), force=force)
         return

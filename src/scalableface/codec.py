@@ -150,9 +150,10 @@ def decode(source: Source, *, layer: str = "full") -> Decoded:
     wanted = _TOP_LAYER[layer]
     note = None
     if f.top < wanted:
+        missing = {"full": "enhancement", "base": "appearance"}[layer]
         got = {LayerType.IDENTITY: "identity", LayerType.APPEARANCE: "base"}[f.top]
-        note = f"the file has no {layer} layer; decoded the {got} layer" + (
-            " (a typical appearance: the appearance layer is absent)" if got == "identity" else ""
+        note = f"the file has no {missing} layer; decoded the {got} layer" + (
+            " with a typical appearance" if got == "identity" else ""
         )
     descriptor = _identity_descriptor(f, base)
     app = f.layer(LayerType.APPEARANCE)

@@ -166,6 +166,16 @@ def load_rgb(source: Source, *, name: str | None = None) -> np.ndarray:
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
+def format_for(path: Union[str, os.PathLike]) -> str:
+    """The image format an output path asks for by its suffix; PNG for stdout (-) and no suffix."""
+    suffix = pathlib.Path(path).suffix.lower()
+    if str(path) == "-" or not suffix:
+        return "PNG"
+    if suffix not in _FORMATS:
+        raise SfaceError(f"cannot write {path}: unknown image suffix {suffix!r} (use one of {', '.join(sorted(_FORMATS))})")
+    return _FORMATS[suffix]
+
+
 def _as_pil(array: np.ndarray) -> Image.Image:
     array = np.asarray(array)
     if array.dtype != np.uint8:
