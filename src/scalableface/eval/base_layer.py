@@ -22,9 +22,9 @@ from .lfw import Pairs, read_pairs, verification_accuracy
 PIXELS = 128 * 128
 
 
-def _acc(pairs: Pairs, d: np.ndarray) -> dict:
-    a = verification_accuracy(pairs, d)
-    return {"mean": a.mean, "std": a.std}
+def _acc(pairs: Pairs, d: np.ndarray, right: np.ndarray | None = None) -> dict:
+    a = verification_accuracy(pairs, d, right)
+    return {"mean": a.mean, "std": a.std, "threshold_all_pairs": a.threshold}
 
 
 def pca_anchor(fit: np.ndarray, test: np.ndarray, dims: int, bits: int) -> tuple[np.ndarray, float]:
@@ -104,6 +104,8 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
             "base_file_bytes": float(base_file),
             "base_payload_bpp": 8 * (identity_bytes + app_bytes) / PIXELS,
             "identity_accuracy": _acc(pairs, decoded),
+            # a compressed probe against an uncompressed gallery, as when matching against dlib descriptors
+            "identity_vs_uncompressed_accuracy": _acc(pairs, decoded, ref),
             "generated_accuracy": _acc(pairs, describe(generated)),
             "generated_psnr_rgb": psnr,
             "generated_ms_ssim_win7": msssim,

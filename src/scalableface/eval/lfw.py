@@ -73,8 +73,10 @@ class Accuracy:
         return f"{100 * self.mean:.2f}% +- {100 * self.std:.2f}"
 
 
-def verification_accuracy(pairs: Pairs, descriptors: np.ndarray) -> Accuracy:
-    dist = np.linalg.norm(descriptors[pairs.left] - descriptors[pairs.right], axis=1)
+def verification_accuracy(pairs: Pairs, descriptors: np.ndarray, right: np.ndarray | None = None) -> Accuracy:
+    """10-fold accuracy; with `right`, each pair's second image takes its descriptor from there."""
+    other = descriptors if right is None else right
+    dist = np.linalg.norm(descriptors[pairs.left] - other[pairs.right], axis=1)
     accs = []
     for k in range(int(pairs.fold.max()) + 1):
         test = pairs.fold == k

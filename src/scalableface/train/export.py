@@ -28,12 +28,16 @@ from .texture import export as export_texture
 REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
-def lfw_threshold(base: BaseLayer, rate: int, lfw: Path) -> float:
+def lfw_thresholds(base: BaseLayer, rate: int, lfw: Path) -> tuple[float, float]:
+    """(both descriptors decoded from identity layers, one decoded and one uncompressed)."""
     pairs = read_pairs(lfw)
     crops, _ = aligned_crops("lfw", pairs.images)
     codec = base.identity(rate)
-    d = codec.reconstruct(codec.quantize(reference_descriptors("lfw", crops).mean(axis=1)))
-    return best_threshold(np.linalg.norm(d[pairs.left] - d[pairs.right], axis=1), pairs.same)
+    ref = reference_descriptors("lfw", crops).mean(axis=1)
+    d = codec.reconstruct(codec.quantize(ref))
+    both = best_threshold(np.linalg.norm(d[pairs.left] - d[pairs.right], axis=1), pairs.same)
+    mixed = best_threshold(np.linalg.norm(d[pairs.left] - ref[pairs.right], axis=1), pairs.same)
+    return both, mixed
 
 
 def main(argv=None):
@@ -56,7 +60,8 @@ def main(argv=None):
     tensors |= export_texture(net)
     config = {"identity_rates": args.rates, "default_rate": args.default_rate, "appearance_latent": ck["args"]["latent"],
               "texture_width": ck["args"]["width"], "texture_steps": ck["step"]}
-    config["threshold"] = lfw_threshold(BaseLayer(tensors, config | {"threshold": 0}), args.default_rate, args.lfw or data_dir() / "lfw")
+    config["threshold"], config["threshold_vs_uncompressed"] = lfw_thresholds(
+        BaseLayer(tensors, config | {"threshold": 0}), args.default_rate, args.lfw or data_dir() / "lfw")
 
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / f"{args.name}.safetensors"
