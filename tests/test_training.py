@@ -58,3 +58,20 @@ def test_texture_training_runs_and_exports(cache):
     assert np.allclose(latent, q + base.appearance_medians)
     img = base.generate(np.zeros((1, 128), np.float32), latent[None])
     assert img.shape == (1, 128, 128, 3) and img.dtype == np.uint8
+
+
+def test_texture_training_can_start_from_a_model_file(cache, tmp_path):
+    from safetensors.numpy import save_file
+
+    net = texture.TextureNet(8, 4)
+    weights = tmp_path / "m.safetensors"
+    save_file(texture.export(net), weights)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for name in ("utk_crops.npy", "utk_desc.npy"):
+        (fresh / name).symlink_to(cache / name)
+    texture.main(["--latent", "8", "--width", "4", "--max-steps", "0", "--threads", "1",
+                  "--cache", str(fresh), "--init-from", str(weights)])
+    ck = torch.load(fresh / "texture.pt", weights_only=True)
+    for k, v in net.generator.state_dict().items():
+        assert torch.equal(ck["net"][f"generator.{k}"], v)

@@ -96,6 +96,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (tests)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="without a checkpoint, start from the encoder and generator of this model file "
+                         "(e.g. models/sface-base-v1.safetensors); the entropy model restarts")
     args = ap.parse_args(argv)
     cache = args.cache or cache_dir()
     torch.set_num_threads(args.threads)
@@ -123,6 +126,13 @@ def main(argv=None):
         aux_opt.load_state_dict(ck["aux_opt"])
         step = ck["step"]
         print(f"resumed at step {step}", flush=True)
+    elif args.init_from:
+        from safetensors.torch import load_file
+
+        weights = load_file(args.init_from)
+        for prefix, module in (("appearance.encoder.", net.encoder), ("generator.", net.generator)):
+            module.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
+        print(f"initialised from {args.init_from}", flush=True)
     gen = torch.Generator().manual_seed(step)
     data = batches(train_crops, train_desc, args.batch, gen)
     t0 = time.time()
