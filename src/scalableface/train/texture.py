@@ -133,6 +133,8 @@ def main(argv=None):
         for prefix, module in (("appearance.encoder.", net.encoder), ("generator.", net.generator)):
             module.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
         print(f"initialised from {args.init_from}", flush=True)
+    # plain values only: the checkpoint is read back with torch.load(weights_only=True)
+    saved_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"cache": str(cache)}
     gen = torch.Generator().manual_seed(step)
     data = batches(train_crops, train_desc, args.batch, gen)
     t0 = time.time()
@@ -155,9 +157,9 @@ def main(argv=None):
             with open(log_file, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
-                        "args": vars(args) | {"cache": str(cache)}}, ckpt)
+                        "args": saved_args}, ckpt)
     torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
-                "args": vars(args) | {"cache": str(cache)}}, ckpt)
+                "args": saved_args}, ckpt)
 
 
 if __name__ == "__main__":
