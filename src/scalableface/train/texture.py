@@ -135,6 +135,11 @@ def main(argv=None):
         print(f"initialised from {args.init_from}", flush=True)
     # plain values only: the checkpoint is read back with torch.load(weights_only=True)
     saved_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"cache": str(cache)}
+
+    def save_checkpoint():
+        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
+                    "args": saved_args}, ckpt)
+
     gen = torch.Generator().manual_seed(step)
     data = batches(train_crops, train_desc, args.batch, gen)
     t0 = time.time()
@@ -156,10 +161,8 @@ def main(argv=None):
             print(json.dumps(rec), flush=True)
             with open(log_file, "a") as f:
                 f.write(json.dumps(rec) + "\n")
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
-                        "args": saved_args}, ckpt)
-    torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
-                "args": saved_args}, ckpt)
+            save_checkpoint()
+    save_checkpoint()
 
 
 if __name__ == "__main__":
