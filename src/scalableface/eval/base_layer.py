@@ -44,17 +44,20 @@ def pca_anchor(fit: np.ndarray, test: np.ndarray, dims: int, bits: int) -> tuple
     return recon @ basis + mean, float(nbytes)
 
 
-def psnr_msssim(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+def psnr_msssim(ref: np.ndarray, out: np.ndarray, chunk: int = 256) -> tuple[float, float]:
+    """Mean PSNR-RGB and MS-SSIM (window 7) over the images, in chunks to bound memory."""
     import torch
     from pytorch_msssim import ms_ssim
 
-    x = torch.from_numpy(np.asarray(ref)).permute(0, 3, 1, 2).float()
-    y = torch.from_numpy(np.asarray(out)).permute(0, 3, 1, 2).float()
-    mse = ((x - y) ** 2).flatten(1).mean(1)
-    psnr = float((10 * torch.log10(255**2 / mse.clamp_min(1e-10))).mean())
-    # 128-px crops are too small for the default 11-px window over 5 scales.
-    msssim = float(ms_ssim(x, y, data_range=255, win_size=7, size_average=True))
-    return psnr, msssim
+    psnrs, ssims = [], []
+    for i in range(0, len(ref), chunk):
+        x = torch.from_numpy(np.array(ref[i : i + chunk])).permute(0, 3, 1, 2).float()
+        y = torch.from_numpy(np.array(out[i : i + chunk])).permute(0, 3, 1, 2).float()
+        mse = ((x - y) ** 2).flatten(1).mean(1)
+        psnrs.append(10 * torch.log10(255**2 / mse.clamp_min(1e-10)))
+        # 128-px crops are too small for the default 11-px window over 5 scales.
+        ssims.append(ms_ssim(x, y, data_range=255, win_size=7, size_average=False))
+    return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
 
 
 def grid(rows: list[np.ndarray], columns: int = 10) -> np.ndarray:
