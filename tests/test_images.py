@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from scalableface.errors import InputError, SfaceError
-from scalableface.images import encode_png, load_rgb, save_image
+from scalableface.images import encode_image, load_rgb, save_image
 
 
 def _gradient(width: int = 40, height: int = 30) -> np.ndarray:
@@ -245,7 +245,7 @@ def test_decompression_bomb_is_an_input_error(tmp_path, monkeypatch):
 
 def test_encode_png_round_trip():
     image = _gradient()
-    np.testing.assert_array_equal(load_rgb(encode_png(image)), image)
+    np.testing.assert_array_equal(load_rgb(encode_image(image, "PNG")), image)
 
 
 @pytest.mark.parametrize("suffix, lossless", [(".png", True), (".webp", True), (".jpg", False), (".JPEG", False)])

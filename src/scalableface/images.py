@@ -213,11 +213,6 @@ def encode_image(array: np.ndarray, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def encode_png(array: np.ndarray) -> bytes:
-    """Lossless PNG bytes of a uint8 image array."""
-    return encode_image(array, "PNG")
-
-
 def save_image(array: np.ndarray, path: Union[str, os.PathLike]) -> pathlib.Path:
     """Write a uint8 image array; the format comes from the suffix (.png, .jpg/.jpeg, .webp).
 

@@ -37,10 +37,6 @@ class IdentityCodec:
     input_scale: float  # descriptors are multiplied by this before the analysis transform
     tables: list  # entropy.FrequencyTable per latent dimension
 
-    @property
-    def dims(self) -> int:
-        return len(self.tables)
-
     def quantize(self, descriptors: np.ndarray) -> np.ndarray:
         """Integer symbols (N x dims), clamped to their tables as bitstream_spec.md says."""
         y = _mlp(np.asarray(descriptors, np.float32) * self.input_scale, self.analysis)
