@@ -54,6 +54,14 @@ class FrequencyTable:
         return cls(offset, tuple(int(f) for f in freqs))
 
 
+def quantize(latents: np.ndarray, medians: np.ndarray, tables: Sequence[FrequencyTable]) -> np.ndarray:
+    """Integer symbols round(latent - median), clamped to each dimension's table as the spec says
+    (the end symbols stand for everything beyond)."""
+    lo = np.array([t.offset for t in tables])
+    hi = np.array([t.max_symbol for t in tables])
+    return np.clip(np.rint(latents - medians).astype(np.int64), lo, hi)
+
+
 def encode(symbols: Sequence[int], tables: Sequence[FrequencyTable]) -> bytes:
     """Code symbols[i] with tables[i]; symbols outside a table's range are a caller error."""
     if len(symbols) != len(tables):

@@ -80,9 +80,7 @@ class BaseLayer:
         x = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
             y = self.appearance_encoder(x)[0].numpy()
-        lo = np.array([t.offset for t in self.appearance_tables])
-        hi = np.array([t.max_symbol for t in self.appearance_tables])
-        q = np.clip(np.rint(y - self.appearance_medians).astype(np.int64), lo, hi)
+        q = entropy.quantize(y, self.appearance_medians, self.appearance_tables)
         return entropy.encode(q.tolist(), self.appearance_tables), q
 
     def decode_appearance(self, payload: bytes | None) -> np.ndarray:

@@ -40,10 +40,7 @@ class IdentityCodec:
     def quantize(self, descriptors: np.ndarray) -> np.ndarray:
         """Integer symbols (N x dims), clamped to their tables as bitstream_spec.md says."""
         y = _mlp(np.asarray(descriptors, np.float32) * self.input_scale, self.analysis)
-        q = np.rint(y - self.medians).astype(np.int64)
-        lo = np.array([t.offset for t in self.tables])
-        hi = np.array([t.max_symbol for t in self.tables])
-        return np.clip(q, lo, hi)
+        return entropy.quantize(y, self.medians, self.tables)
 
     def reconstruct(self, symbols: np.ndarray) -> np.ndarray:
         """Descriptors (N x 128, float32) from integer symbols."""
