@@ -75,3 +75,28 @@ def test_texture_training_can_start_from_a_model_file(cache, tmp_path):
     ck = torch.load(fresh / "texture.pt", weights_only=True)
     for k, v in net.generator.state_dict().items():
         assert torch.equal(ck["net"][f"generator.{k}"], v)
+
+
+@pytest.mark.parametrize("mode", ["conditional", "single"])
+def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode):
+    from scalableface.layers.enhance import load_enhancement
+    from scalableface.train import enhance
+
+    args = ["--mode", mode, "--n", "8", "--m", "8", "--batch", "4", "--save-every", "2", "--threads", "1",
+            "--limit", "16", "--cache", str(cache)]
+    enhance.main(args + ["--max-steps", "2"])
+    enhance.main(args + ["--max-steps", "4"])  # resumes from step 2
+    log = log_lines(cache / f"enhance_{mode}.log")
+    assert [r["step"] for r in log] == [2, 4]
+    assert set(log[-1]) >= {f"q{i}" for i in range(1, len(enhance.LAMBDAS) + 1)}
+
+    ck = torch.load(cache / f"enhance_{mode}.pt", weights_only=True)
+    model = enhance.EnhanceTrainer(mode, n=8, m=8)
+    model.load_state_dict(ck["model"])
+    shape = {"mode": mode, "n": 8, "m": 8, "nz": model.net.nz, "ctx": model.net.ctx, "qualities": model.net.qualities}
+    codec = load_enhancement(enhance.export(model), {"enhancement": shape})
+    crops = np.load(cache / "utk_crops.npy")[:2]
+    bases = np.load(cache / "utk_base_r3.npy")[:2] if mode != "single" else np.zeros_like(crops)
+    payloads = codec.compress(crops, None if mode == "single" else bases, 2)
+    out = codec.decompress(payloads, [2, 2], bases)
+    assert out.shape == crops.shape and out.dtype == np.uint8

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,6 +23,8 @@ from . import container, models
 from .container import Header, LayerType, SfcFile, Transform
 from .errors import InputError, SfaceError
 from .layers.base import BaseLayer
+
+CROP_SIZE = 128  # the crop every model of this release codes (align.CROP_SIZE, without importing dlib)
 
 Source = Union[str, Path, bytes, np.ndarray]
 LAYER_CHOICES = ("identity", "base", "full")
@@ -55,6 +57,19 @@ def _base_layer(name: str) -> BaseLayer:
 def _base_layer_by_id(model_id: bytes) -> BaseLayer:
     """The model a file header names; cached, since reading the manifests costs more than decoding."""
     return _base_layer(models.find(model_id).name)
+
+
+@lru_cache(maxsize=4)
+def _enhancement(name: str):
+    from .layers.enhance import load_enhancement
+
+    tensors, config = models.load(models.find(name))
+    return load_enhancement(tensors, config)
+
+
+@lru_cache(maxsize=16)
+def _enhancement_by_id(model_id: bytes):
+    return _enhancement(models.find(model_id).name)
 
 
 def _model(model: Optional[str] = None) -> tuple[models.ModelEntry, BaseLayer]:
@@ -98,33 +113,71 @@ def describe_crop(crop: np.ndarray) -> np.ndarray:
 def encode(
     source: Source,
     *,
-    layers: str = "base",
+    layers: str = "full",
+    quality: Optional[int] = None,
     base_rate: Optional[int] = None,
     aligned: bool = False,
     model: Optional[str] = None,
     name: Optional[str] = None,
     keep_transform: bool = True,
 ) -> bytes:
-    """An .sfc file for the largest face in `source`, holding layers up to `layers`. The header keeps
-    the crop's place in the photo (28 bytes, for pasting a decoded face back) unless keep_transform
-    is False."""
-    if layers not in LAYER_CHOICES:
-        raise SfaceError(f"layers must be one of {', '.join(LAYER_CHOICES)}")
-    if layers == "full":
-        raise SfaceError("the enhancement layer is not available yet in this release: use layers='base'")
-    entry, base = _model(model)
-    rate = base.default_rate if base_rate is None else base_rate
-    identity = base.identity(rate)
+    """An .sfc file for the largest face in `source`, holding layers up to `layers` ("identity",
+    "base" or "full"), the enhancement layer at `quality` (1 = smallest; default: the model's).
+    The header keeps the crop's place in the photo (28 bytes, for pasting a decoded face back)
+    unless keep_transform is False."""
     face = align_image(source, aligned=aligned, name=name)
-    descriptor = describe_crop(face.crop)
-    payloads = [(LayerType.IDENTITY, identity.encode(descriptor)[0])]
-    if layers != "identity":
-        payloads.append((LayerType.APPEARANCE, base.encode_appearance(face.crop)[0]))
     transform = None
     if keep_transform and face.method != "aligned" and max(face.photo_size) <= 0xFFFF:
         transform = Transform(*face.photo_size, tuple(float(v) for v in face.transform.reshape(-1)))
-    header = Header(model_id=entry.short_id, crop_size=face.size, base_rate=rate, transform=transform)
-    return container.pack(header, payloads)
+    return encode_crops(face.crop[None], layers=layers, quality=quality, base_rate=base_rate, model=model,
+                        transforms=[transform])[0]
+
+
+def encode_crops(
+    crops: np.ndarray,
+    *,
+    layers: str = "full",
+    quality: Optional[int] = None,
+    base_rate: Optional[int] = None,
+    model: Optional[str] = None,
+    transforms: Optional[Sequence[Optional[Transform]]] = None,
+    descriptors: Optional[np.ndarray] = None,
+) -> list[bytes]:
+    """One .sfc file per canonical crop (N x 128 x 128 x 3 uint8), computed in batches. `descriptors`
+    (N x 128) may pass the reference descriptors (describe_crop) when they are already known."""
+    from . import entropy
+
+    if layers not in LAYER_CHOICES:
+        raise SfaceError(f"layers must be one of {', '.join(LAYER_CHOICES)}")
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[1:] != (CROP_SIZE, CROP_SIZE, 3) or crops.dtype != np.uint8:
+        raise InputError(f"crops must be N x {CROP_SIZE} x {CROP_SIZE} x 3 uint8")
+    entry, base = _model(model)
+    enh = _enhancement(entry.name) if layers == "full" else None
+    if enh is not None:
+        quality = enh.default_quality if quality is None else quality
+        if not 1 <= quality <= enh.qualities:
+            raise SfaceError(f"quality must be 1..{enh.qualities} for model {entry.name}")
+    rate = base.default_rate if base_rate is None else base_rate
+    identity = base.identity(rate)
+    if descriptors is None:
+        descriptors = np.stack([describe_crop(c) for c in crops])
+    id_symbols = identity.quantize(descriptors)
+    layer_payloads = [[(LayerType.IDENTITY, entropy.encode(row.tolist(), identity.tables))] for row in id_symbols]
+    if layers != "identity":
+        app_payloads, app_symbols = base.encode_appearances(crops)
+        for out, p in zip(layer_payloads, app_payloads):
+            out.append((LayerType.APPEARANCE, p))
+    if enh is not None:
+        bases = base.generate(identity.reconstruct(id_symbols), app_symbols + base.appearance_medians)
+        for out, p in zip(layer_payloads, enh.compress(crops, bases, quality)):
+            out.append((LayerType.ENHANCEMENT, p))
+    transforms = transforms or [None] * len(crops)
+    return [
+        container.pack(Header(model_id=entry.short_id, crop_size=CROP_SIZE, base_rate=rate,
+                              quality=quality if enh is not None else 0, transform=t), payloads)
+        for payloads, t in zip(layer_payloads, transforms)
+    ]
 
 
 def _parse(source: Source) -> SfcFile:
@@ -143,23 +196,58 @@ def _identity_descriptor(f: SfcFile, base: BaseLayer) -> np.ndarray:
 def decode(source: Source, *, layer: str = "full") -> Decoded:
     """The face image of an .sfc file, stopping after `layer` ("base" or "full"), or after the best
     layer present when the asked-for one is absent (`note` then says so)."""
+    return decode_many([source], layer=layer)[0]
+
+
+def decode_many(sources: Sequence[Source], *, layer: str = "full") -> list[Decoded]:
+    """decode() for many files, with the networks run in batches."""
     if layer not in ("base", "full"):
         raise SfaceError("layer must be 'base' or 'full'")
-    f = _parse(source)
-    base = _base_layer_by_id(f.header.model_id)
-    wanted = _TOP_LAYER[layer]
-    note = None
-    if f.top < wanted:
-        missing = {"full": "enhancement", "base": "appearance"}[layer]
-        got = {LayerType.IDENTITY: "identity", LayerType.APPEARANCE: "base"}[f.top]
-        note = f"the file has no {missing} layer; decoded the {got} layer" + (
-            " with a typical appearance" if got == "identity" else ""
-        )
-    descriptor = _identity_descriptor(f, base)
-    app = f.layer(LayerType.APPEARANCE)
-    image = base.generate(descriptor[None], base.decode_appearance(app.payload if app else None)[None])[0]
-    decoded_layer = "base" if app else "identity"
-    return Decoded(image, decoded_layer, f.header, note)
+    files = [_parse(s) for s in sources]
+    out: list[Optional[Decoded]] = [None] * len(files)
+    by_model: dict[bytes, list[int]] = {}
+    for i, f in enumerate(files):
+        by_model.setdefault(f.header.model_id, []).append(i)
+    for model_id, idx in by_model.items():
+        base = _base_layer_by_id(model_id)
+        group = [files[i] for i in idx]
+        descriptors = np.stack([_identity_descriptor(f, base) for f in group])
+        apps = [f.layer(LayerType.APPEARANCE) for f in group]
+        appearances = np.stack([base.decode_appearance(a.payload if a else None) for a in apps])
+        images = base.generate(descriptors, appearances)
+        layers = ["base" if a else "identity" for a in apps]
+        full = [k for k, f in enumerate(group) if layer == "full" and f.top == LayerType.ENHANCEMENT]
+        if full:
+            enh = _enhancement_by_id(model_id)
+            images[full] = enh.decompress([group[k].layer(LayerType.ENHANCEMENT).payload for k in full],
+                                          [group[k].header.quality for k in full], images[full])
+            for k in full:
+                layers[k] = "full"
+        for k, f in enumerate(group):
+            note = None
+            if layer == "full" and layers[k] != "full" or layer == "base" and layers[k] == "identity":
+                missing = "enhancement" if layer == "full" else "appearance"
+                note = f"the file has no {missing} layer; decoded the {layers[k]} layer" + (
+                    " with a typical appearance" if layers[k] == "identity" else "")
+            out[idx[k]] = Decoded(images[k], layers[k], f.header, note)
+    return out
+
+
+def paste_into(decoded: Decoded, photo: Source) -> np.ndarray:
+    """The photo the face was cut from, with the decoded face put back where the header's transform says."""
+    from .align import paste_back
+    from .images import load_rgb
+
+    t = decoded.header.transform
+    if t is None:
+        raise InputError("the file does not say where the face sat in its photo (encoded from an aligned crop "
+                         "or with --no-transform), so it cannot be pasted back")
+    data = _read(photo)
+    image = data if isinstance(data, np.ndarray) else load_rgb(data, name=str(photo) if isinstance(photo, (str, Path)) else "photo")
+    h, w = image.shape[:2]
+    if (w, h) != (t.photo_width, t.photo_height):
+        raise InputError(f"the photo is {w}x{h} but the face was cut from a {t.photo_width}x{t.photo_height} photo")
+    return paste_back(image, decoded.image, np.array(t.matrix, np.float64).reshape(2, 3))
 
 
 def extract_features(source: Source, *, aligned: bool = False) -> np.ndarray:

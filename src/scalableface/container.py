@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 from .errors import BitstreamError
 
 MAGIC = b"SFC"
-MAJOR, MINOR = 1, 0
+MAJOR, MINOR = 1, 1  # 1.1 defines the enhancement substream; the container is as in 1.0
 FLAG_TRANSFORM = 0x01
 HEADER_SIZE = 14
 TRANSFORM_SIZE = 28
@@ -68,6 +68,7 @@ class SfcFile:
     header: Header
     header_size: int
     layers: tuple[Layer, ...]
+    version: str = f"{MAJOR}.{MINOR}"  # as the file says it
 
     def layer(self, kind: LayerType) -> Optional[Layer]:
         return next((l for l in self.layers if l.type == kind), None)
@@ -228,7 +229,7 @@ def parse(data: bytes) -> SfcFile:
         pos = end
     if not layers:
         raise BitstreamError("the file holds a header but no layer")
-    return SfcFile(header, header_size, tuple(layers))
+    return SfcFile(header, header_size, tuple(layers), f"{data[3] >> 4}.{data[3] & 0x0F}")
 
 
 def truncate(data: bytes, keep: LayerType) -> bytes:

@@ -34,6 +34,7 @@ class ModelEntry:
     summary: str
     card: Optional[Path]
     kind: str = "codec"
+    extends: Optional[str] = None  # a model whose tensors and config this one builds on
 
     @property
     def short_id(self) -> bytes:
@@ -70,7 +71,8 @@ def codec_models() -> list[ModelEntry]:
                     continue  # an earlier folder overrides a later one
                 card = d / m["card"] if m.get("card") else None
                 entries[m["name"]] = ModelEntry(
-                    m["name"], d / m["file"], m["sha256"], int(m["size"]), m.get("summary", ""), card, m.get("kind", "codec")
+                    m["name"], d / m["file"], m["sha256"], int(m["size"]), m.get("summary", ""), card,
+                    m.get("kind", "codec"), m.get("extends"),
                 )
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelError(f"unreadable model manifest {d / MANIFEST}: {e}") from e
@@ -106,6 +108,7 @@ def find(name_or_id: str | bytes) -> ModelEntry:
 
 
 def default_model() -> ModelEntry:
+    """The first codec of the first manifest (baselines and building blocks are never the default)."""
     models = [m for m in codec_models() if m.kind == "codec"]
     if not models:
         raise ModelError("no codec model is installed (see `sface models`)")
@@ -130,5 +133,13 @@ def load_weights(path: Path, sha256: str) -> tuple[dict, dict]:
     return tensors, config
 
 
-def load(entry: ModelEntry) -> tuple[dict, dict]:
-    return load_weights(entry.path, entry.sha256)
+def load(entry: ModelEntry, _seen: tuple = ()) -> tuple[dict, dict]:
+    """(tensors, config) of a model; one that extends another gets that one's tensors and config
+    under its own (its own win on a clash), each file checked against its own hash."""
+    tensors, config = load_weights(entry.path, entry.sha256)
+    if not entry.extends:
+        return tensors, config
+    if entry.extends in _seen:
+        raise ModelError(f"model {entry.name} extends itself through {entry.extends}")
+    parent_tensors, parent_config = load(find(entry.extends), _seen + (entry.name,))
+    return parent_tensors | tensors, parent_config | config

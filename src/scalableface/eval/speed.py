@@ -1,9 +1,11 @@
-"""Speed figures (a benchmark, not a test): feature extraction from .sfc files, in one process.
+"""Speed figures (a benchmark, not a test), in one process: feature extraction from .sfc files, and
+full decoding (base + enhancement layers to pixels), one file at a time and in batches of 64.
 
-    python -m scalableface.eval.speed [--faces 200] [--repeat 20]
+    python -m scalableface.eval.speed [--faces 200] [--repeat 20] [--quality 3]
 
 Encodes the first --faces LFW images (or, without the data set, shifted and mirrored copies of the
-bundled example), then times extract_features over all the files --repeat times.
+bundled example) with all layers, then times extract_features over all the files --repeat times and
+decoding of all the files once per way.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from ..paths import data_dir
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "astronaut.jpg"
 
 
-def sample_files(faces: int) -> list[bytes]:
+def sample_files(faces: int, quality: int | None = None) -> list[bytes]:
     lfw = sorted((data_dir() / "lfw").glob("*/*.jpg"))[:faces]
     out = []
     if lfw:
         for p in lfw:
             try:
-                out.append(codec.encode(str(p)))
+                out.append(codec.encode(str(p), quality=quality))
             except SfaceError:
                 pass
         return out
@@ -37,7 +39,7 @@ def sample_files(faces: int) -> list[bytes]:
     photo = load_rgb(EXAMPLE)
     for i in range(faces):
         shifted = np.roll(photo, (i % 7 - 3, i // 7 % 7 - 3), axis=(0, 1))
-        out.append(codec.encode(shifted[:, ::-1] if i % 2 else shifted))
+        out.append(codec.encode(shifted[:, ::-1] if i % 2 else shifted, quality=quality))
     return out
 
 
@@ -45,8 +47,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faces", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--quality", type=int, default=None)
     args = ap.parse_args(argv)
-    files = sample_files(args.faces)
+    files = sample_files(args.faces, args.quality)
     codec.extract_features(files[0])  # model loading is not part of the rate
     t = time.perf_counter()
     for _ in range(args.repeat):
@@ -54,7 +57,20 @@ def main(argv=None):
             codec.extract_features(f)
     seconds = time.perf_counter() - t
     n = args.repeat * len(files)
-    print(json.dumps({"extract_features_faces_per_s": round(n / seconds), "files": len(files),
+    codec.decode(files[0])
+    t = time.perf_counter()
+    for f in files:
+        codec.decode(f)
+    one_by_one = len(files) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for i in range(0, len(files), 64):
+        codec.decode_many(files[i : i + 64])
+    batched = len(files) / (time.perf_counter() - t)
+    import torch
+
+    print(json.dumps({"extract_features_faces_per_s": round(n / seconds),
+                      "full_decode_faces_per_s": round(one_by_one, 1), "full_decode_batched_faces_per_s": round(batched, 1),
+                      "torch_threads": torch.get_num_threads(), "files": len(files),
                       "mean_file_bytes": float(np.mean([len(f) for f in files]))}))
 
 

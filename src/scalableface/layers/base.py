@@ -74,14 +74,19 @@ class BaseLayer:
 
         return self._module(Generator, "generator.")
 
-    def encode_appearance(self, crop: np.ndarray) -> tuple[bytes, np.ndarray]:
+    def encode_appearances(self, crops: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        """(payloads, N x latent symbols) for N x 128 x 128 x 3 uint8 crops."""
         import torch
 
-        x = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float() / 255
         with torch.inference_mode():
-            y = self.appearance_encoder(x)[0].numpy()
+            y = self.appearance_encoder(x).numpy()
         q = entropy.quantize(y, self.appearance_medians, self.appearance_tables)
-        return entropy.encode(q.tolist(), self.appearance_tables), q
+        return [entropy.encode(row.tolist(), self.appearance_tables) for row in q], q
+
+    def encode_appearance(self, crop: np.ndarray) -> tuple[bytes, np.ndarray]:
+        payloads, q = self.encode_appearances(np.asarray(crop)[None])
+        return payloads[0], q[0]
 
     def decode_appearance(self, payload: bytes | None) -> np.ndarray:
         """The appearance latent; without the layer, the median of every dimension (a typical face)."""

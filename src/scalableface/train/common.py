@@ -3,6 +3,10 @@ the export of its density as the integer tables of bitstream_spec.md, section 3.
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -27,11 +31,39 @@ def step(net: nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer, aux_opt
     aux_opt.step()
 
 
+def resume(path: Path, key: str, model: nn.Module, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer) -> int:
+    """Load a checkpoint written by save_checkpoint into model and optimizers; the step it reached
+    (0 without a checkpoint)."""
+    if not path.exists():
+        return 0
+    ck = torch.load(path, weights_only=True)
+    model.load_state_dict(ck[key])
+    opt.load_state_dict(ck["opt"])
+    aux_opt.load_state_dict(ck["aux_opt"])
+    print(f"resumed at step {ck['step']}", flush=True)
+    return ck["step"]
+
+
+def save_checkpoint(path: Path, key: str, model: nn.Module, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer,
+                    step: int, args: argparse.Namespace, cache: Path) -> None:
+    # plain values only: the checkpoint is read back with torch.load(weights_only=True)
+    saved_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"cache": str(cache)}
+    torch.save({key: model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
+                "args": saved_args}, path)
+
+
+def log_line(path: Path, record: dict) -> None:
+    """A validation record: printed, and appended to the stage's log as one JSON line."""
+    print(json.dumps(record), flush=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def round_with_noisy_rate(eb: EntropyBottleneck, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(rounded latent, likelihoods): the rate sees uniform noise, the decoder the real rounding
     (straight-through), as the run-time codec rounds."""
     _, likelihoods = eb(y)
-    medians = eb.quantiles[:, 0, 1].detach()
+    medians = eb.quantiles[:, 0, 1].detach().view(1, -1, *[1] * (y.dim() - 2))  # channel dim 1
     return y + (torch.round(y - medians) + medians - y).detach(), likelihoods
 
 

@@ -63,18 +63,26 @@ def main(argv=None):
     config["threshold"], config["threshold_vs_uncompressed"] = lfw_thresholds(
         BaseLayer(tensors, config | {"threshold": 0}), args.default_rate, args.lfw or data_dir() / "lfw")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights = args.out / f"{args.name}.safetensors"
+    install(tensors, config, args.name, args.summary, args.out)
+
+
+def install(tensors: dict, config: dict, name: str, summary: str, out: Path, kind: str = "codec",
+            extends: str | None = None) -> None:
+    """Write <out>/<name>.safetensors (config in its metadata) and put it first in <out>/MANIFEST.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / f"{name}.safetensors"
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, weights, metadata={"config": json.dumps(config)})
     sha = sha256_file(weights)
-    manifest_path = args.out / "MANIFEST.json"
+    manifest_path = out / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
-    manifest["models"] = [m for m in manifest["models"] if m["name"] != args.name]
-    manifest["models"].insert(0, {"name": args.name, "file": weights.name, "sha256": sha, "size": weights.stat().st_size,
-                                  "summary": args.summary, "card": f"{args.name}.md", "kind": "codec"})
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != name]
+    entry = {"name": name, "file": weights.name, "sha256": sha, "size": weights.stat().st_size,
+             "summary": summary, "card": f"{name}.md", "kind": kind}
+    if extends:
+        entry["extends"] = extends
+    manifest["models"].insert(0 if kind == "codec" else len(manifest["models"]), entry)
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
-    print(json.dumps({"name": args.name, "id": model_id(args.name, sha).hex(), "sha256": sha, "config": config}))
-
+    print(json.dumps({"name": name, "id": model_id(name, sha).hex(), "sha256": sha, "config": config}))
 
 if __name__ == "__main__":
     main()

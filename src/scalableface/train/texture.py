@@ -13,7 +13,6 @@ one identity rate point. Data: UTKFace crops and descriptors from `python -m sca
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from torch import nn
 from ..layers.texture import AppearanceEncoder, Generator
 from ..paths import cache_dir
 from ..recognizer import descriptor_from_crops, load_recognizer
-from .common import optimizers, round_with_noisy_rate, table_tensors
+from .common import log_line, optimizers, resume, round_with_noisy_rate, save_checkpoint, table_tensors
 from .common import step as train_step
 from .identity import VALIDATION
 
@@ -118,27 +117,17 @@ def main(argv=None):
     net = TextureNet(args.latent, args.width).to(memory_format=torch.channels_last)  # 5-35% faster on CPU
     opt, aux_opt = optimizers(net, args.lr)
     ckpt = cache / "texture.pt"
-    step = 0
-    if ckpt.exists():
-        ck = torch.load(ckpt, weights_only=True)
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["opt"])
-        aux_opt.load_state_dict(ck["aux_opt"])
-        step = ck["step"]
-        print(f"resumed at step {step}", flush=True)
-    elif args.init_from:
+    step = resume(ckpt, "net", net, opt, aux_opt)
+    if not step and args.init_from:
         from safetensors.torch import load_file
 
         weights = load_file(args.init_from)
         for prefix, module in (("appearance.encoder.", net.encoder), ("generator.", net.generator)):
             module.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
         print(f"initialised from {args.init_from}", flush=True)
-    # plain values only: the checkpoint is read back with torch.load(weights_only=True)
-    saved_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"cache": str(cache)}
 
-    def save_checkpoint():
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
-                    "args": saved_args}, ckpt)
+    def save():
+        save_checkpoint(ckpt, "net", net, opt, aux_opt, step, args, cache)
 
     gen = torch.Generator().manual_seed(step)
     data = batches(train_crops, train_desc, args.batch, gen)
@@ -158,11 +147,9 @@ def main(argv=None):
             rec = {"step": step, "seconds": round(time.time() - t0), "train_psnr": psnr(mse.detach()[None]),
                    "train_bits": float(bits.detach()), "train_id_dist2": float(id_dist2.detach())}
             rec |= {f"val_{k}": v for k, v in validate(net, recognizer, val_x, val_d).items()}
-            print(json.dumps(rec), flush=True)
-            with open(log_file, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            save_checkpoint()
-    save_checkpoint()
+            log_line(log_file, rec)
+            save()
+    save()
 
 
 if __name__ == "__main__":

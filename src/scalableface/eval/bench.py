@@ -1,0 +1,279 @@
+"""`sface bench`: rate-fidelity and rate-accuracy of sface against conventional codecs on LFW.
+
+Protocol (docs: ../shared/notes/DESIGN.md, "How we measure"): the LFW View-2 images aligned by our
+aligner to 128x128 crops; per codec and quality, every crop is coded and decoded, and we record
+payload and whole-file bytes (bpp = 8 x bytes / 128^2), PSNR-RGB, MS-SSIM (window 7) and the LFW
+10-fold accuracy of the reference recognizer on the decoded crops (no flip averaging; the reference
+is the same recognizer on the uncompressed crops). `--limit N` keeps the first pairs of every fold
+(same and different alike) up to about N images, so a quick run still gives a 10-fold accuracy.
+
+Each (codec, quality) point is cached under <out>/cache as soon as it is done, keyed by the image
+list (and, for sface, the model's hash), so an interrupted run resumes where it stopped. Outputs:
+<out>/<codec>.json in CompressAI's eval format (plus our fields), <out>/bd_rate.md and .json, and
+<out>/rate_psnr.png, <out>/rate_accuracy.png.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import codec as sface
+from .. import container, models
+from ..facesets import aligned_crops, reference_descriptors
+from .bdrate import bd_rate
+from .conventional import CODECS, CodedBatch, bpp
+from .lfw import Pairs, read_pairs, verification_accuracy
+
+CHUNK = 256
+SFC_FRAMING = 14 + 1 + 2 + 4  # header + a layer's type, 2-byte length and CRC: the single-layer codec's "file"
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A codec under test: `run(crops, quality, descriptors)` -> CodedBatch."""
+
+    name: str
+    label: str
+    qualities: tuple
+    run: object
+    key: str = ""  # changes when the codec changes (a model's hash), so stale cache entries are not reused
+    unavailable: Optional[str] = None
+
+
+def _payload(data: bytes) -> int:
+    return sum(len(l.payload) for l in container.parse(data).layers)
+
+
+def sface_full(model: str) -> Contender:
+    entry = models.find(model)
+    enh = sface._enhancement(entry.name)
+
+    def run(crops, q, desc):
+        files = sface.encode_crops(crops, layers="full", quality=q, model=entry.name, descriptors=desc)
+        images = np.stack([d.image for d in sface.decode_many(files)])
+        return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images)
+
+    return Contender(entry.name, f"sface full ({entry.name}, {enh.mode})", tuple(range(1, enh.qualities + 1)), run,
+                     entry.sha256)
+
+
+def sface_base(model: str) -> Contender:
+    entry = models.find(model)
+
+    def run(crops, q, desc):
+        files = sface.encode_crops(crops, layers="base", model=entry.name, descriptors=desc)
+        images = np.stack([d.image for d in sface.decode_many(files, layer="base")])
+        return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images)
+
+    return Contender(f"{entry.name}-base", f"sface base layer ({entry.name})", ("base",), run, entry.sha256)
+
+
+def single_layer(model: str) -> Contender:
+    entry = models.find(model)
+    enh = sface._enhancement(entry.name)
+
+    def run(crops, q, desc):
+        payloads = enh.compress(crops, None, q)
+        images = enh.decompress(payloads, [q] * len(payloads), np.zeros_like(crops))
+        sizes = np.array([len(p) for p in payloads])
+        return CodedBatch(sizes + SFC_FRAMING, sizes, images)
+
+    return Contender(entry.name, f"single-layer learned ({entry.name})", tuple(range(1, enh.qualities + 1)), run, entry.sha256)
+
+
+def conventional() -> list[Contender]:
+    return [Contender(c.name, c.label, tuple(c.qualities), lambda crops, q, desc, c=c: c.run(crops, q), c.describe(),
+                      c.unavailable()) for c in CODECS]
+
+
+def subset(pairs: Pairs, limit: int) -> tuple[Pairs, np.ndarray]:
+    """(pairs re-indexed to a subset of images, the subset's indexes into pairs.images): the first k
+    same and first k different pairs of every fold, with k as large as keeps about `limit` images."""
+    if not limit or limit >= len(pairs.images):
+        return pairs, np.arange(len(pairs.images))
+    rank = np.zeros(len(pairs.same), int)
+    for f in range(int(pairs.fold.max()) + 1):
+        for s in (True, False):
+            sel = np.nonzero((pairs.fold == f) & (pairs.same == s))[0]
+            rank[sel] = np.arange(len(sel))
+    k = 1
+    while k < rank.max() + 1:
+        chosen = rank < k + 1
+        if len(np.unique(np.concatenate([pairs.left[chosen], pairs.right[chosen]]))) > limit:
+            break
+        k += 1
+    chosen = rank < k
+    images = np.unique(np.concatenate([pairs.left[chosen], pairs.right[chosen]]))
+    remap = {int(old): new for new, old in enumerate(images)}
+    sub = Pairs([pairs.images[i] for i in images], np.array([remap[int(i)] for i in pairs.left[chosen]]),
+                np.array([remap[int(i)] for i in pairs.right[chosen]]), pairs.same[chosen], pairs.fold[chosen])
+    return sub, images
+
+
+def _metrics(ref: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image PSNR-RGB and MS-SSIM (window 7: 128-px crops are too small for the default 11)."""
+    import torch
+    from pytorch_msssim import ms_ssim
+
+    x = torch.from_numpy(np.array(ref)).permute(0, 3, 1, 2).float()
+    y = torch.from_numpy(np.array(out)).permute(0, 3, 1, 2).float()
+    mse = ((x - y) ** 2).flatten(1).mean(1)
+    psnr = 10 * torch.log10(255 ** 2 / mse.clamp_min(1e-10))
+    return psnr.numpy(), ms_ssim(x, y, data_range=255, win_size=7, size_average=False).numpy()
+
+
+def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, key: str) -> dict:
+    """Per-image arrays for one (codec, quality) point, from the cache or by running the codec."""
+    from ..recognizer import describe
+
+    path = cache / c.name / f"{q}.npz"
+    if path.exists():
+        data = dict(np.load(path))
+        if str(data.get("key")) == key:
+            return data
+    cols = {k: [] for k in ("file_bytes", "payload_bytes", "psnr", "msssim", "descriptors")}
+    seconds = 0.0
+    for i in tqdm(range(0, len(crops), CHUNK), desc=f"{c.name} q={q}", leave=False):
+        chunk = np.asarray(crops[i : i + CHUNK])
+        t = time.perf_counter()
+        coded = c.run(chunk, q, desc[i : i + CHUNK])
+        seconds += time.perf_counter() - t
+        psnr, msssim = _metrics(chunk, coded.images)
+        for k, v in (("file_bytes", coded.file_bytes), ("payload_bytes", coded.payload_bytes), ("psnr", psnr),
+                     ("msssim", msssim), ("descriptors", describe(coded.images))):
+            cols[k].append(np.asarray(v))
+    data = {k: np.concatenate(v) for k, v in cols.items()} | {"key": np.array(key), "seconds_per_image": np.array(seconds / len(crops))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.npz")
+    np.savez(tmp, **data)
+    tmp.rename(path)
+    return data
+
+
+def summarise(c: Contender, points: list[tuple], pairs: Pairs) -> dict:
+    """CompressAI's eval JSON for one codec (one entry per quality), plus our fields."""
+    res = {k: [] for k in ("quality", "bpp", "bpp-file", "psnr-rgb", "ms-ssim-rgb", "lfw-accuracy", "lfw-accuracy-std",
+                           "payload-bytes", "file-bytes", "coding_time")}
+    for q, d in points:
+        acc = verification_accuracy(pairs, d["descriptors"])
+        res["quality"].append(q)
+        res["bpp"].append(float(np.mean(bpp(d["payload_bytes"]))))
+        res["bpp-file"].append(float(np.mean(bpp(d["file_bytes"]))))
+        res["psnr-rgb"].append(float(np.mean(d["psnr"])))
+        res["ms-ssim-rgb"].append(float(np.mean(d["msssim"])))
+        res["lfw-accuracy"].append(100 * acc.mean)
+        res["lfw-accuracy-std"].append(100 * acc.std)
+        res["payload-bytes"].append(float(np.mean(d["payload_bytes"])))
+        res["file-bytes"].append(float(np.mean(d["file_bytes"])))
+        res["coding_time"].append(float(d["seconds_per_image"]))
+    return {"name": c.name, "description": c.label, "settings": c.key,
+            "images": len(pairs.images), "pairs": len(pairs.same), "ms-ssim-window": 7,
+            "notes": "bpp = payload bits per pixel (coded data without container headers); bpp-file = whole "
+                     "file; coding_time = seconds per image to encode and decode, in batches", "results": res}
+
+
+def bd_table(summaries: dict, ours: str, baselines: list[str]) -> list[dict]:
+    rows = []
+    s = summaries[ours]["results"]
+    for name in baselines:
+        b = summaries[name]["results"]
+        rows.append({
+            "anchor": name, "label": summaries[name]["description"],
+            "bd_rate_psnr": bd_rate(b["bpp"], b["psnr-rgb"], s["bpp"], s["psnr-rgb"]),
+            "bd_rate_accuracy": bd_rate(b["bpp"], b["lfw-accuracy"], s["bpp"], s["lfw-accuracy"]),
+            "bd_rate_psnr_file": bd_rate(b["bpp-file"], b["psnr-rgb"], s["bpp-file"], s["psnr-rgb"]),
+        })
+    return rows
+
+
+def _pct(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:+.1f}%"
+
+
+def plot(summaries: dict, reference_accuracy: float, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for metric, ylabel, fname in (("psnr-rgb", "PSNR-RGB (dB)", "rate_psnr.png"),
+                                  ("lfw-accuracy", "LFW verification accuracy (%)", "rate_accuracy.png")):
+        fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+        for name, s in summaries.items():
+            r = s["results"]
+            style = "-o" if name.startswith("sface") else ("--s" if "single" in name else "-.")
+            ax.plot(r["bpp"], r[metric], style, label=s["description"], markersize=4,
+                    linewidth=2.2 if name.startswith("sface") else 1.2)
+        if metric == "lfw-accuracy":
+            ax.axhline(reference_accuracy, color="grey", linestyle=":", label=f"uncompressed crops ({reference_accuracy:.2f}%)")
+            ax.set_ylim(max(50, min(min(s["results"][metric]) for s in summaries.values()) - 1), 100)
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel (payload), log scale")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title(f"LFW 128x128 aligned crops: {ylabel.split(' (')[0]} vs rate")
+        ax.legend(fontsize=7.5, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out / fname)
+        plt.close(fig)
+
+
+def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, baseline_model: str = "single-layer-v1",
+        only: Optional[list[str]] = None, extra_models: tuple = (), log=print) -> dict:
+    pairs = read_pairs(lfw)
+    crops_all, _ = aligned_crops("lfw", pairs.images)
+    ref_all = reference_descriptors("lfw", crops_all)
+    pairs, images = subset(pairs, limit)
+    crops = np.asarray(crops_all[images]) if len(images) < len(crops_all) else crops_all
+    ref = ref_all[images]
+    encoder_desc = ref.mean(axis=1)  # flip-averaged: what sface's encoder codes (codec.describe_crop)
+    reference = verification_accuracy(pairs, ref[:, 0])
+    image_key = hashlib.sha256("\n".join(str(p) for p in pairs.images).encode()).hexdigest()[:16]
+    log(f"{len(pairs.images)} images, {len(pairs.same)} pairs; reference accuracy {reference}")
+
+    ours = (model or models.default_model().name)
+    contenders = [sface_full(ours), sface_base(ours)] + [sface_full(m) for m in extra_models]
+    try:
+        contenders.append(single_layer(baseline_model))
+    except Exception as e:  # a missing baseline model is reported, not fatal
+        log(f"skipped {baseline_model}: {e}")
+    contenders += conventional()
+    if only:
+        contenders = [c for c in contenders if c.name in only]
+    cache = out / "cache"
+    summaries, skipped = {}, {}
+    for c in contenders:
+        if c.unavailable:
+            skipped[c.name] = c.unavailable
+            log(f"skipped {c.label}: {c.unavailable}")
+            continue
+        points = [(q, measure(c, q, crops, encoder_desc, cache, f"{image_key}:{c.key}")) for q in c.qualities]
+        summaries[c.name] = summarise(c, points, pairs)
+        (out / f"{c.name}.json").write_text(json.dumps(summaries[c.name], indent=1) + "\n")
+        r = summaries[c.name]["results"]
+        log(f"{c.label}: " + ", ".join(f"{b:.3f} bpp {p:.2f} dB {a:.2f}%" for b, p, a in zip(r["bpp"], r["psnr-rgb"], r["lfw-accuracy"])))
+
+    baselines = [n for n in summaries if n not in (ours, f"{ours}-base")]
+    table = bd_table(summaries, ours, baselines) if ours in summaries else []
+    result = {"images": len(pairs.images), "pairs": len(pairs.same), "limit": limit,
+              "reference_accuracy": {"mean": 100 * reference.mean, "std": 100 * reference.std},
+              "bd_rate_of": ours, "bd_rate": table, "skipped": skipped}
+    (out / "bd_rate.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = [f"BD-rate of {ours} (full layer) against each codec, {len(pairs.images)} LFW crops, {len(pairs.same)} pairs "
+             f"(negative = sface needs fewer bits for the same quality):", "",
+             "| anchor | BD-rate (PSNR, payload) | BD-rate (PSNR, whole file) | BD-rate (LFW accuracy) |", "|---|---|---|---|"]
+    lines += [f"| {r['label']} | {_pct(r['bd_rate_psnr'])} | {_pct(r['bd_rate_psnr_file'])} | {_pct(r['bd_rate_accuracy'])} |" for r in table]
+    lines += [f"| {name} | skipped: {why} | | |" for name, why in skipped.items()]
+    (out / "bd_rate.md").write_text("\n".join(lines) + "\n")
+    if summaries:
+        plot(summaries, 100 * reference.mean, out)
+    log("\n".join(lines))
+    return result

@@ -1,0 +1,307 @@
+"""Enhancement layer: transform coding of the texture the base-layer face misses.
+
+Three variants share one network shape, so they compare at equal size and training time:
+- "conditional": the analysis transform sees the crop and the base face; the synthesis transform
+  sees the decoded latent and a feature pyramid of the base face, and adds its output to the base face;
+- "residual": the paper's scheme, the residual (crop - base face) coded on its own and added back;
+- "single": no base layer at all, a plain single-layer codec (the scalability baseline).
+
+One model serves every quality: quality q multiplies the latent by a learned gain vector before
+rounding (a per-channel quantization step) and divides it out after. The entropy model is a mean-scale
+hyperprior whose scales depend on the hyper-latent z only, never on the base face: the decoder computes
+them in float64 from integer symbols, so the encoder and decoder pick the same table (bitstream_spec.md,
+section 5). Run-time coding (EnhancementCodec) uses integer tables stored in the model file.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BitstreamError, ModelError
+
+MODES = ("conditional", "residual", "single")
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
+
+
+def scale_table() -> np.ndarray:
+    """The standard deviations of the 64 Gaussian tables (float64, log-spaced)."""
+    return np.exp(np.linspace(np.log(SCALE_MIN), np.log(SCALE_MAX), SCALE_LEVELS))
+
+
+def scale_indexes(scales: np.ndarray) -> np.ndarray:
+    """Index of the smallest table scale >= each scale (clamped to the table)."""
+    return np.clip(np.searchsorted(scale_table(), scales, side="left"), 0, SCALE_LEVELS - 1)
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Balle et al.); inverse=True multiplies instead."""
+
+    def __init__(self, channels: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.ones(channels))
+        self.gamma = nn.Parameter(0.1 ** 0.5 * torch.eye(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        norm = F.conv2d(x * x, (self.gamma ** 2).view(c, c, 1, 1), self.beta ** 2 + 1e-6)
+        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+
+
+def _down(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
+
+
+def _up(cin: int, cout: int) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+
+
+class BaseContext(nn.Module):
+    """Features of the base face at 1/2, 1/4, 1/8 and 1/16 of its size."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.stages = nn.ModuleList([_down(3 if i == 0 else width, width) for i in range(4)])
+
+    def forward(self, base: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], base - 0.5
+        for stage in self.stages:
+            h = F.leaky_relu(stage(h), 0.2)
+            out.append(h)
+        return out
+
+
+class EnhanceNet(nn.Module):
+    """Transforms and hyperprior. Images are N x 3 x H x W in [0, 1], H and W multiples of 64."""
+
+    def __init__(self, mode: str = "conditional", n: int = 64, m: int = 96, nz: int = 32, ctx: int = 32, qualities: int = 6):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.mode, self.m, self.nz, self.ctx = mode, m, nz, ctx
+        cond = ctx if mode == "conditional" else 0
+        self.context = BaseContext(ctx) if cond else None
+        self.analysis = nn.Sequential(
+            _down(6 if cond else 3, n), GDN(n), _down(n, n), GDN(n), _down(n, n), GDN(n), _down(n, m)
+        )
+        self.synthesis = nn.ModuleList([_up(m + cond, n), _up(n + cond, n), _up(n + cond, n), _up(n + cond, 3)])
+        self.synthesis_gdn = nn.ModuleList([GDN(n, inverse=True) for _ in range(3)])
+        self.hyper_analysis = nn.Sequential(
+            nn.Conv2d(m, n, 3, padding=1), nn.LeakyReLU(0.2), _down(n, n), nn.LeakyReLU(0.2), _down(n, nz)
+        )
+        self.hyper_synthesis = nn.Sequential(
+            _up(nz, n), nn.LeakyReLU(0.2), _up(n, n), nn.LeakyReLU(0.2), nn.Conv2d(n, 2 * m, 3, padding=1)
+        )
+        # log of the per-channel gain at each quality; spread like sqrt(lambda) to start
+        init = torch.linspace(-1.5, 2.0, qualities)[:, None].expand(qualities, m)
+        self.log_gains = nn.Parameter(init.clone())
+
+    @property
+    def qualities(self) -> int:
+        return self.log_gains.shape[0]
+
+    def contexts(self, base: torch.Tensor | None) -> list | None:
+        return self.context(base) if self.context is not None else None
+
+    def analyse(self, x: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+        if self.mode == "conditional":
+            inp = torch.cat([x - 0.5, base - 0.5], 1)
+        elif self.mode == "residual":
+            inp = x - base
+        else:
+            inp = x - 0.5
+        return self.analysis(inp)
+
+    def synthesise(self, y_hat: torch.Tensor, base: torch.Tensor | None, contexts: list | None) -> torch.Tensor:
+        h = y_hat
+        for i, up in enumerate(self.synthesis):
+            if contexts is not None:
+                h = torch.cat([h, contexts[3 - i]], 1)
+            h = up(h)
+            if i < 3:
+                h = self.synthesis_gdn[i](h)
+        return h + base if base is not None and self.mode != "single" else h + 0.5
+
+    def hyper(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scales) of the ungained latent."""
+        out = self.hyper_synthesis(z_hat)
+        means, raw = out.chunk(2, 1)
+        return means, F.softplus(raw) + 1e-3
+
+    def gains(self, quality_index: torch.Tensor) -> torch.Tensor:
+        """N x M x 1 x 1 gains for 0-based quality indexes."""
+        return torch.exp(self.log_gains[quality_index])[:, :, None, None]
+
+
+# -- run time: integer tables and constriction's range coder ------------------------------------
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16 of the decoded symbols, to turn an encoder/decoder mismatch into an error."""
+    return zlib.crc32(data) & 0xFFFF
+
+
+@dataclass
+class CodedTables:
+    offsets: np.ndarray  # first symbol of each table
+    freqs: list  # per table: int frequencies summing to 2**16
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, prefix: str) -> "CodedTables":
+        try:
+            offsets, freqs, lengths = (tensors[f"{prefix}.table_{k}"] for k in ("offsets", "freqs", "lengths"))
+        except KeyError as e:
+            raise ModelError(f"model file lacks {e.args[0]}") from None
+        rows = [np.asarray(row[: int(n)], np.int64) for row, n in zip(freqs, lengths)]
+        if any(r.sum() != 1 << 16 or (r < 1).any() for r in rows):
+            raise ModelError(f"malformed frequency tables {prefix} in the model file")
+        return cls(np.asarray(offsets, np.int64), rows)
+
+    @cached_property
+    def models(self) -> list:
+        import constriction
+
+        return [constriction.stream.model.Categorical(r.astype(np.float64) / (1 << 16), perfect=False) for r in self.freqs]
+
+    def clamp(self, symbols: np.ndarray, table: np.ndarray) -> np.ndarray:
+        lo = self.offsets[table]
+        hi = lo + np.array([len(f) for f in self.freqs])[table] - 1
+        return np.clip(symbols, lo, hi)
+
+
+class EnhancementCodec:
+    """Compress and decompress one face's enhancement substream (bitstream_spec.md, section 5)."""
+
+    def __init__(self, net: EnhanceNet, z_medians: np.ndarray, z_tables: CodedTables, y_tables: CodedTables,
+                 default_quality: int = 3):
+        self.net = net.eval()
+        self.default_quality = default_quality
+        self.z_medians = z_medians.astype(np.float64)
+        self.z_tables = z_tables
+        self.y_tables = y_tables
+        # float64 copy of the hyper synthesis: the scale choice must not depend on batch size or threads
+        self.hyper_synthesis64 = _double_copy(net.hyper_synthesis)
+
+    @property
+    def mode(self) -> str:
+        return self.net.mode
+
+    def _scales(self, z_hat: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gained means, table indexes, gains) from the hyper-latent of one face, in float64."""
+        with torch.inference_mode():
+            out = self.hyper_synthesis64(torch.from_numpy(z_hat[None]))[0]
+            means, raw = out.chunk(2, 0)
+            scales = F.softplus(raw) + 1e-3
+            gains = torch.exp(self.net.log_gains[q].double())[:, None, None]
+        return (means * gains).numpy(), scale_indexes((scales * gains).numpy()), gains.numpy()
+
+    @property
+    def qualities(self) -> int:
+        return self.net.qualities
+
+    def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int) -> list[bytes]:
+        """One payload per face: N x H x W x 3 uint8 crops, their base faces (None for the
+        single-layer mode), quality 1..qualities."""
+        if not 1 <= quality <= self.qualities:
+            raise ValueError(f"quality must be 1..{self.qualities}")
+        x = _tensor(crops)
+        b = _tensor(bases) if bases is not None else None
+        with torch.inference_mode():
+            y = self.net.analyse(x, b)
+            z = self.net.hyper_analysis(y)
+        y, z = y.double().numpy(), z.double().numpy()
+        return [self._compress_one(y[i], z[i], quality - 1) for i in range(len(y))]
+
+    def decompress(self, payloads: list[bytes], qualities: list[int], bases: np.ndarray) -> np.ndarray:
+        """N x H x W x 3 uint8 faces from payloads coded at `qualities` against `bases` (N x H x W x 3;
+        for the single-layer mode, only their shape counts)."""
+        n, h, w = bases.shape[:3]
+        if h % 64 or w % 64:
+            raise BitstreamError(f"the enhancement layer needs a crop size that is a multiple of 64, not {h}x{w}")
+        for q in qualities:
+            if not 1 <= q <= self.qualities:
+                raise BitstreamError(f"the header names enhancement quality {q}; this model has 1..{self.qualities}")
+        y_hat = np.stack([self._decompress_one(p, q - 1, (self.net.m, h // 16, w // 16)) for p, q in zip(payloads, qualities)])
+        b = _tensor(bases) if self.mode != "single" else None
+        with torch.inference_mode():
+            out = self.net.synthesise(torch.from_numpy(y_hat.astype(np.float32)), b, self.net.contexts(b))
+        return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+
+    def _compress_one(self, y: np.ndarray, z: np.ndarray, q: int) -> bytes:
+        """The payload for one face's latent y (M x h x w) and hyper-latent z at 0-based quality q."""
+        import constriction
+
+        zc = np.arange(z.shape[0])[:, None, None].repeat(z.shape[1], 1).repeat(z.shape[2], 2)
+        z_sym = self.z_tables.clamp(np.rint(z - self.z_medians[:, None, None]).astype(np.int64), zc)
+        means, idx, gains = self._scales(z_sym + self.z_medians[:, None, None], q)
+        y_sym = self.y_tables.clamp(np.rint(y * gains - means).astype(np.int64), idx)
+        enc = constriction.stream.queue.RangeEncoder()
+        for c in range(z.shape[0]):
+            enc.encode((z_sym[c].ravel() - self.z_tables.offsets[c]).astype(np.int32), self.z_tables.models[c])
+        flat_sym, flat_idx = y_sym.ravel(), idx.ravel()
+        for k in np.unique(flat_idx):
+            enc.encode((flat_sym[flat_idx == k] - self.y_tables.offsets[k]).astype(np.int32), self.y_tables.models[k])
+        check = crc16(y_sym.astype("<i2").tobytes())
+        return check.to_bytes(2, "big") + enc.get_compressed().astype("<u4").tobytes()
+
+    def _decompress_one(self, payload: bytes, q: int, latent_shape: tuple[int, int, int]) -> np.ndarray:
+        """The dequantized latent (M x h x w); a payload that does not decode to what was encoded
+        raises BitstreamError."""
+        import constriction
+
+        if len(payload) < 2 or (len(payload) - 2) % 4:
+            raise BitstreamError("enhancement layer: payload length is not 2 + a multiple of 4")
+        m, h, w = latent_shape
+        zh, zw = h // 4, w // 4
+        dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload[2:], "<u4").astype(np.uint32))
+        try:
+            z_sym = np.stack([dec.decode(self.z_tables.models[c], zh * zw) for c in range(self.net.nz)]).astype(np.int64)
+            z_sym = z_sym.reshape(self.net.nz, zh, zw) + self.z_tables.offsets[:, None, None]
+            means, idx, gains = self._scales(z_sym + self.z_medians[:, None, None], q)
+            flat_idx = idx.ravel()
+            flat_sym = np.zeros(flat_idx.shape, np.int64)
+            for k in np.unique(flat_idx):
+                sel = flat_idx == k
+                flat_sym[sel] = dec.decode(self.y_tables.models[k], int(sel.sum())) + self.y_tables.offsets[k]
+        except (ValueError, RuntimeError, AssertionError) as e:  # constriction's ways of saying the data ran out or is invalid
+            raise BitstreamError(f"enhancement layer does not decode: {e}") from None
+        y_sym = flat_sym.reshape(m, h, w)
+        if crc16(y_sym.astype("<i2").tobytes()) != int.from_bytes(payload[:2], "big"):
+            raise BitstreamError("enhancement layer decodes to different symbols than were coded "
+                                 "(corrupted data, or this machine computes the entropy model differently)")
+        return (y_sym + means) / gains
+
+
+def _tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255  # a copy: mmaps are read-only
+
+
+def _double_copy(module: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module).double().eval()
+
+
+def load_enhancement(tensors: dict, config: dict, prefix: str = "enhancement") -> EnhancementCodec:
+    """The codec stored under `<prefix>.*` in a model file, with its shape in config[prefix]."""
+    shape = config.get(prefix)
+    if not isinstance(shape, dict):
+        raise ModelError(f"the model has no {prefix} layer")
+    net = EnhanceNet(shape["mode"], shape["n"], shape["m"], shape["nz"], shape["ctx"], shape["qualities"])
+    state = {k[len(prefix) + 5 :]: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items() if k.startswith(f"{prefix}.net.")}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"model weights under {prefix} do not fit the network: {e}") from None
+    z_medians = tensors.get(f"{prefix}.z.medians")
+    if z_medians is None:
+        raise ModelError(f"model file lacks {prefix}.z.medians")
+    return EnhancementCodec(net, z_medians, CodedTables.from_tensors(tensors, f"{prefix}.z"),
+                            CodedTables.from_tensors(tensors, f"{prefix}.y"), int(shape.get("default_quality", 3)))

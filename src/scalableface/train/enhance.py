@@ -1,0 +1,217 @@
+"""Train an enhancement codec (or the single-layer baseline) on UTKFace, all qualities at once.
+
+    python -m scalableface.train.enhance --mode conditional --minutes 80
+
+Each step takes random 64x64 patches (on the 16-pixel latent grid, mirrored half the time) of the
+128x128 crops and of their base-layer faces, gives every patch a random quality q, and minimises
+lambda_q * 255^2 * MSE + bits per pixel (CompressAI's convention), so one model learns every quality.
+The base faces are what `sface decode --layer base` gives at the default base rate, computed once
+and cached. Resumable: a checkpoint goes to <cache>/enhance_<mode>.pt every --save-every steps with a
+validation line (full 128x128 held-out crops, every quality) in <cache>/enhance_<mode>.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import nn
+
+from ..layers.enhance import EnhanceNet, MODES, scale_table
+from ..paths import cache_dir
+from .common import log_line, optimizers, resume, round_with_noisy_rate, save_checkpoint, table_tensors
+from .common import step as train_step
+from .identity import VALIDATION
+
+LAMBDAS = tuple(round(0.002 * 2.4 ** i, 5) for i in range(6))  # quality 1..6
+PATCH = 64
+GRID = 16
+
+
+class EnhanceTrainer(nn.Module):
+    """EnhanceNet plus the training-time entropy models (a CompressAI bottleneck for z)."""
+
+    def __init__(self, mode: str, **shape):
+        super().__init__()
+        self.net = EnhanceNet(mode, qualities=len(LAMBDAS), **shape)
+        self.entropy_bottleneck = EntropyBottleneck(self.net.nz)
+
+    def forward(self, x: torch.Tensor, base: torch.Tensor | None, q: torch.Tensor):
+        net = self.net
+        y = net.analyse(x, base)
+        z_hat, z_lik = round_with_noisy_rate(self.entropy_bottleneck, net.hyper_analysis(y))
+        means, scales = net.hyper(z_hat)
+        g = net.gains(q)
+        yg, mg, sg = y * g, means * g, (scales * g).clamp_min(scale_table()[0])
+        noisy = yg + torch.empty_like(yg).uniform_(-0.5, 0.5)
+        y_lik = gaussian_likelihood(noisy, mg, sg)
+        y_hat = (yg + (torch.round(yg - mg) + mg - yg).detach()) / g  # the decoder sees real rounding
+        out = net.synthesise(y_hat, base, net.contexts(base))
+        bits = -(torch.log2(y_lik).flatten(1).sum(1) + torch.log2(z_lik).flatten(1).sum(1))
+        return out, bits
+
+
+def gaussian_likelihood(v: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    d = (v - mean).abs()
+    normal = torch.distributions.Normal(0.0, 1.0)
+    lik = normal.cdf((0.5 - d) / scale) - normal.cdf((-0.5 - d) / scale)
+    return lik.clamp_min(1e-9)
+
+
+def base_faces(name: str, crops: np.ndarray, descriptors: np.ndarray, cache: Path, rate: int | None = None,
+               batch: int = 64) -> np.ndarray:
+    """The base-layer face of every crop (what `decode --layer base` shows), cached as <cache>/<name>_base_r<rate>.npy."""
+    from tqdm import tqdm
+
+    from .. import entropy
+    from ..codec import _model
+
+    entry, base = _model("sface-base-v1")
+    rate = rate or base.default_rate
+    out_file = cache / f"{name}_base_r{rate}.npy"
+    if out_file.exists() and np.load(out_file, mmap_mode="r").shape == crops.shape:
+        return np.load(out_file, mmap_mode="r")
+    identity = base.identity(rate)
+    out = np.lib.format.open_memmap(out_file.with_suffix(".part.npy"), "w+", np.uint8, crops.shape)
+    for i in tqdm(range(0, len(crops), batch), desc=f"base faces {name}", disable=len(crops) < 10 * batch):
+        x = np.asarray(crops[i : i + batch])
+        d = identity.reconstruct(identity.quantize(descriptors[i : i + batch]))
+        with torch.inference_mode():
+            a = base.appearance_encoder(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).numpy()
+        a = entropy.quantize(a, base.appearance_medians, base.appearance_tables) + base.appearance_medians
+        out[i : i + batch] = base.generate(d, a)
+    out.flush()
+    del out
+    out_file.with_suffix(".part.npy").rename(out_file)
+    return np.load(out_file, mmap_mode="r")
+
+
+def to_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
+
+
+def patches(crops, bases, batch: int, gen: torch.Generator):
+    n, size = len(crops), crops.shape[1]
+    while True:
+        idx = np.sort(torch.randint(n, (batch,), generator=gen).numpy())
+        pos = torch.randint((size - PATCH) // GRID + 1, (batch, 2), generator=gen).numpy() * GRID
+        x, b = np.asarray(crops[idx]), np.asarray(bases[idx])
+        xs = np.stack([x[i, r : r + PATCH, c : c + PATCH] for i, (r, c) in enumerate(pos)])
+        bs = np.stack([b[i, r : r + PATCH, c : c + PATCH] for i, (r, c) in enumerate(pos)])
+        flip = (torch.rand(batch, generator=gen) < 0.5).numpy()
+        xs[flip], bs[flip] = xs[flip, :, ::-1], bs[flip, :, ::-1]
+        q = torch.randint(len(LAMBDAS), (batch,), generator=gen)
+        yield to_tensor(xs), to_tensor(bs), q
+
+
+def validate(model: EnhanceTrainer, x: torch.Tensor, b: torch.Tensor) -> dict:
+    model.eval()
+    rec = {}
+    with torch.no_grad():
+        for qi in range(len(LAMBDAS)):
+            q = torch.full((len(x),), qi)
+            out, bits = model(x, b, q)
+            mse = ((out.clamp(0, 1) - x) ** 2).flatten(1).mean(1)
+            rec[f"q{qi + 1}"] = [round(float(bits.mean()) / (x.shape[2] * x.shape[3]), 4),
+                                 round(float((10 * torch.log10(1 / mse)).mean()), 2)]
+    model.train()
+    return rec
+
+
+def export(model: EnhanceTrainer, prefix: str = "enhancement") -> dict[str, np.ndarray]:
+    """Tensors for a model file: <prefix>.net.* weights, z tables (from the bottleneck) and y tables
+    (discretised Gaussians of the 64 table scales, tails folded into the end symbols)."""
+    from ..entropy import FrequencyTable
+
+    model.entropy_bottleneck.update(force=True)
+    out = {f"{prefix}.net.{k}": v.detach().numpy() for k, v in model.net.state_dict().items()}
+    out |= table_tensors(f"{prefix}.z", model.entropy_bottleneck)
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    tables = []
+    for s in scale_table():
+        half = int(np.ceil(6.5 * s)) + 1
+        k = torch.arange(-half, half + 1, dtype=torch.float64)
+        cdf_hi, cdf_lo = normal.cdf((k + 0.5) / s), normal.cdf((k - 0.5) / s)
+        p = (cdf_hi - cdf_lo).numpy()
+        p[0], p[-1] = float(normal.cdf(torch.tensor((-half + 0.5) / s))), float(1 - normal.cdf(torch.tensor((half - 0.5) / s)))
+        tables.append(FrequencyTable.from_pmf(-half, np.maximum(p, 1e-12)))
+    width = max(len(t.freqs) for t in tables)
+    out[f"{prefix}.y.table_offsets"] = np.array([t.offset for t in tables], np.int32)
+    out[f"{prefix}.y.table_lengths"] = np.array([len(t.freqs) for t in tables], np.int32)
+    out[f"{prefix}.y.table_freqs"] = np.array([list(t.freqs) + [0] * (width - len(t.freqs)) for t in tables], np.int32)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=MODES, default="conditional")
+    ap.add_argument("--minutes", type=float, default=60, help="stop after this much wall time (this run)")
+    ap.add_argument("--max-steps", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=32, help="64x64 patches per step")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--m", type=int, default=96)
+    ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (tests)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="without a checkpoint, start from the enhancement weights in this model file")
+    args = ap.parse_args(argv)
+    cache = args.cache or cache_dir()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    crops = np.load(cache / "utk_crops.npy", mmap_mode="r")
+    if args.mode == "single":
+        bases = crops  # unused by the network; keeps one data path
+    else:
+        desc = np.load(cache / "utk_desc.npy").mean(axis=1).astype(np.float32)
+        bases = base_faces("utk", crops, desc, cache)
+    train_crops, train_bases = crops[:-VALIDATION], bases[:-VALIDATION]
+    if args.limit:
+        train_crops, train_bases = train_crops[: args.limit], train_bases[: args.limit]
+    val_x, val_b = to_tensor(crops[-VALIDATION:][:32]), to_tensor(bases[-VALIDATION:][:32])
+    if args.mode == "single":
+        val_b = None
+
+    model = EnhanceTrainer(args.mode, n=args.n, m=args.m)
+    opt, aux_opt = optimizers(model, args.lr)
+    ckpt, log_file = cache / f"enhance_{args.mode}.pt", cache / f"enhance_{args.mode}.log"
+    step = resume(ckpt, "model", model, opt, aux_opt)
+    if not step and args.init_from:
+        from safetensors.torch import load_file
+
+        weights = load_file(args.init_from)
+        model.net.load_state_dict({k[len("enhancement.net."):]: v for k, v in weights.items() if k.startswith("enhancement.net.")})
+        print(f"initialised from {args.init_from}", flush=True)
+    lambdas = torch.tensor(LAMBDAS)
+
+    def save():
+        save_checkpoint(ckpt, "model", model, opt, aux_opt, step, args, cache)
+
+    gen = torch.Generator().manual_seed(step)
+    data = patches(train_crops, train_bases, args.batch, gen)
+    t0 = time.time()
+    while step < args.max_steps and time.time() - t0 < args.minutes * 60:
+        x, b, q = next(data)
+        out, bits = model(x, None if args.mode == "single" else b, q)
+        mse = ((out - x) ** 2).flatten(1).mean(1)
+        bpp = bits / (PATCH * PATCH)
+        loss = (lambdas[q] * 255 ** 2 * mse + bpp).mean()
+        train_step(model, loss, opt, aux_opt)
+        step += 1
+        if step % args.save_every == 0:
+            rec = {"step": step, "seconds": round(time.time() - t0), "loss": round(float(loss.detach()), 4)}
+            rec |= validate(model, val_x, val_b)
+            log_line(log_file, rec)
+            save()
+    save()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Install a trained enhancement codec (train/enhance.py) as a model file in models/.
+
+    python -m scalableface.train.export_enhancement --mode conditional --name sface-v2 --extends sface-base-v1
+    python -m scalableface.train.export_enhancement --mode single --name single-layer-v1 --kind baseline
+
+A codec that extends a base model holds only the enhancement tensors and names the base model in
+the manifest (models.load merges the two, each checked against its own hash), so the base weights
+are stored once. The single-layer baseline is installed as kind "baseline": never a default codec.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..paths import cache_dir
+from .enhance import LAMBDAS, EnhanceTrainer
+from .enhance import export as export_enhancement
+from .export import REPO_MODELS, install
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=("conditional", "residual", "single"), required=True)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--extends", default=None, help="the base model this codec builds on")
+    ap.add_argument("--kind", choices=("codec", "baseline"), default="codec")
+    ap.add_argument("--default-quality", type=int, default=3)
+    ap.add_argument("--summary", default="face codec: base layer + enhancement layer (UTKFace, non-commercial research)")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="default: <cache>/enhance_<mode>.pt")
+    ap.add_argument("--out", type=Path, default=REPO_MODELS)
+    args = ap.parse_args(argv)
+    if args.mode != "single" and not args.extends:
+        ap.error(f"a {args.mode} enhancement layer needs --extends <base model>")
+
+    ck = torch.load(args.checkpoint or cache_dir() / f"enhance_{args.mode}.pt", weights_only=True)
+    a = ck["args"]
+    model = EnhanceTrainer(args.mode, n=a["n"], m=a["m"])
+    model.load_state_dict(ck["model"])
+    net = model.net
+    shape = {"mode": args.mode, "n": a["n"], "m": a["m"], "nz": net.nz, "ctx": net.ctx, "qualities": net.qualities,
+             "default_quality": args.default_quality, "lambdas": list(LAMBDAS), "steps": ck["step"]}
+    install(export_enhancement(model), {"enhancement": shape}, args.name, args.summary, args.out, args.kind, args.extends)
+
+
+if __name__ == "__main__":
+    main()
