@@ -145,8 +145,6 @@ def encode_crops(
 ) -> list[bytes]:
     """One .sfc file per canonical crop (N x 128 x 128 x 3 uint8), computed in batches. `descriptors`
     (N x 128) may pass the reference descriptors (describe_crop) when they are already known."""
-    from . import entropy
-
     if layers not in LAYER_CHOICES:
         raise SfaceError(f"layers must be one of {', '.join(LAYER_CHOICES)}")
     crops = np.asarray(crops)
@@ -159,18 +157,15 @@ def encode_crops(
         if not 1 <= quality <= enh.qualities:
             raise SfaceError(f"quality must be 1..{enh.qualities} for model {entry.name}")
     rate = base.default_rate if base_rate is None else base_rate
-    identity = base.identity(rate)
     if descriptors is None:
         descriptors = np.stack([describe_crop(c) for c in crops])
-    id_symbols = identity.quantize(descriptors)
-    layer_payloads = [[(LayerType.IDENTITY, entropy.encode(row.tolist(), identity.tables))] for row in id_symbols]
-    if layers != "identity":
-        app_payloads, app_symbols = base.encode_appearances(crops)
-        for out, p in zip(layer_payloads, app_payloads):
+    code = base.encode(crops, descriptors, rate, appearance=layers != "identity", faces=enh is not None)
+    layer_payloads = [[(LayerType.IDENTITY, p)] for p in code.identity_payloads]
+    if code.appearance_payloads is not None:
+        for out, p in zip(layer_payloads, code.appearance_payloads):
             out.append((LayerType.APPEARANCE, p))
     if enh is not None:
-        bases = base.generate(identity.reconstruct(id_symbols), app_symbols + base.appearance_medians)
-        for out, p in zip(layer_payloads, enh.compress(crops, bases, quality)):
+        for out, p in zip(layer_payloads, enh.compress(crops, code.faces, quality)):
             out.append((LayerType.ENHANCEMENT, p))
     transforms = transforms or [None] * len(crops)
     return [

@@ -6,13 +6,24 @@ recognizer, the appearance encoder and the generator load torch on first use.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Optional
 
 import numpy as np
 
 from .. import entropy
 from ..errors import ModelError
 from .identity import IdentityCodec, load_identity_codec
+
+
+@dataclass(frozen=True)
+class BaseCode:
+    """What the base layer codes for N crops, and the faces a decoder will generate from it."""
+
+    identity_payloads: list
+    appearance_payloads: Optional[list]
+    faces: Optional[np.ndarray]  # N x 128 x 128 x 3 uint8, when asked for
 
 
 class BaseLayer:
@@ -87,6 +98,19 @@ class BaseLayer:
     def encode_appearance(self, crop: np.ndarray) -> tuple[bytes, np.ndarray]:
         payloads, q = self.encode_appearances(np.asarray(crop)[None])
         return payloads[0], q[0]
+
+    def encode(self, crops: np.ndarray, descriptors: np.ndarray, rate: int, *, appearance: bool = True,
+               faces: bool = False) -> BaseCode:
+        """Identity (and appearance) payloads of N crops with their reference descriptors; with
+        `faces`, also the base faces exactly as decoding those payloads gives them."""
+        identity = self.identity(rate)
+        id_symbols = identity.quantize(descriptors)
+        id_payloads = [entropy.encode(row.tolist(), identity.tables) for row in id_symbols]
+        if not appearance:
+            return BaseCode(id_payloads, None, None)
+        app_payloads, app_symbols = self.encode_appearances(crops)
+        generated = self.generate(identity.reconstruct(id_symbols), app_symbols + self.appearance_medians) if faces else None
+        return BaseCode(id_payloads, app_payloads, generated)
 
     def decode_appearance(self, payload: bytes | None) -> np.ndarray:
         """The appearance latent; without the layer, the median of every dimension (a typical face)."""

@@ -67,7 +67,6 @@ def base_faces(name: str, crops: np.ndarray, descriptors: np.ndarray, cache: Pat
     """The base-layer face of every crop (what `decode --layer base` shows), cached as <cache>/<name>_base_r<rate>.npy."""
     from tqdm import tqdm
 
-    from .. import entropy
     from ..codec import _model
 
     entry, base = _model("sface-base-v1")
@@ -75,15 +74,9 @@ def base_faces(name: str, crops: np.ndarray, descriptors: np.ndarray, cache: Pat
     out_file = cache / f"{name}_base_r{rate}.npy"
     if out_file.exists() and np.load(out_file, mmap_mode="r").shape == crops.shape:
         return np.load(out_file, mmap_mode="r")
-    identity = base.identity(rate)
     out = np.lib.format.open_memmap(out_file.with_suffix(".part.npy"), "w+", np.uint8, crops.shape)
     for i in tqdm(range(0, len(crops), batch), desc=f"base faces {name}", disable=len(crops) < 10 * batch):
-        x = np.asarray(crops[i : i + batch])
-        d = identity.reconstruct(identity.quantize(descriptors[i : i + batch]))
-        with torch.inference_mode():
-            a = base.appearance_encoder(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).numpy()
-        a = entropy.quantize(a, base.appearance_medians, base.appearance_tables) + base.appearance_medians
-        out[i : i + batch] = base.generate(d, a)
+        out[i : i + batch] = base.encode(crops[i : i + batch], descriptors[i : i + batch], rate, faces=True).faces
     out.flush()
     del out
     out_file.with_suffix(".part.npy").rename(out_file)
