@@ -49,3 +49,29 @@ def test_broken_manifest_is_a_model_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SFACE_MODELS", str(tmp_path))
     with pytest.raises(ModelError, match="unreadable model manifest"):
         models.codec_models()
+
+
+def _add_model(folder, name, tensors, config, **entry):
+    w = folder / f"{name}.safetensors"
+    save_file(tensors, w, metadata={"config": json.dumps(config)})
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    manifest["models"].append({"name": name, "file": w.name, "sha256": models.sha256_file(w), "size": w.stat().st_size,
+                               "summary": "", "kind": "codec", **entry})
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
+
+
+def test_a_model_that_extends_another_gets_both_tensor_sets_and_its_own_config_wins(model_dir):
+    _add_model(model_dir, "child", {"y": np.ones(2, np.float32)}, {"threshold": 0.7, "extra": 1}, extends="tiny-test")
+    tensors, config = models.load(models.find("child"))
+    assert set(tensors) == {"x", "y"} and config == {"threshold": 0.7, "extra": 1}
+    assert models.find("child").short_id != models.find("tiny-test").short_id
+
+
+def test_a_missing_or_circular_parent_is_a_model_error(model_dir):
+    _add_model(model_dir, "orphan", {"y": np.ones(2, np.float32)}, {}, extends="not-installed")
+    with pytest.raises(ModelError, match="not-installed is not installed"):
+        models.load(models.find("orphan"))
+    _add_model(model_dir, "a", {"y": np.ones(2, np.float32)}, {}, extends="b")
+    _add_model(model_dir, "b", {"z": np.ones(2, np.float32)}, {}, extends="a")
+    with pytest.raises(ModelError, match="extends itself"):
+        models.load(models.find("a"))

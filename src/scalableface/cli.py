@@ -455,7 +455,7 @@ def models_cmd(as_json, verify):
     rows = []
     for m in entries:
         row = {"name": m.name, "kind": m.kind, "id": m.short_id.hex() if m.kind != "reference" else "-",
-               "sha256": m.sha256, "bytes": m.size, "summary": m.summary, "path": str(m.path)}
+               "sha256": m.sha256, "bytes": m.size, "summary": m.summary, "path": str(m.path), "extends": m.extends}
         if verify and m.kind != "reference":
             row["verified"] = m.path.is_file() and models.sha256_file(m.path) == m.sha256
         rows.append(row)
@@ -465,6 +465,7 @@ def models_cmd(as_json, verify):
         click.echo("no models installed")
     for r in [] if as_json else rows:
         ok = "" if "verified" not in r else ("  hash ok" if r["verified"] else "  HASH MISMATCH")
-        click.echo(f"{r['name']:<18} {r['id']:<8}  sha256:{r['sha256'][:12]}  {r['bytes'] / 1e6:6.2f} MB  {r['summary']}{ok}")
+        extends = f" (+ {r['extends']})" if r["extends"] else ""
+        click.echo(f"{r['name']:<18} {r['id']:<8}  sha256:{r['sha256'][:12]}  {r['bytes'] / 1e6:6.2f} MB  {r['summary']}{extends}{ok}")
     if verify and not all(r.get("verified", True) for r in rows):
         sys.exit(1)
