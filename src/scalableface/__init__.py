@@ -4,9 +4,9 @@ The library API (the CLI, tests and benchmarks all call it) is in `scalableface.
 functions are re-exported here lazily, so that `import scalableface` stays light (no torch).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_API = {"encode", "decode", "extract_features", "compare", "align_image"}
+_API = {"encode", "decode", "extract_features", "compare", "align_image", "encode_crops", "decode_many", "paste_into"}
 
 
 def __getattr__(name):

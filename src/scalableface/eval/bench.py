@@ -38,7 +38,8 @@ SFC_FRAMING = 14 + 1 + 2 + 4  # header + a layer's type, 2-byte length and CRC: 
 
 @dataclass(frozen=True)
 class Contender:
-    """A codec under test: `run(crops, quality, descriptors)` -> CodedBatch."""
+    """A codec under test: `run(crops, quality, descriptors)` -> (CodedBatch, descriptors decoded from
+    the bitstream without pixels, or None)."""
 
     name: str
     label: str
@@ -59,7 +60,7 @@ def sface_full(model: str) -> Contender:
     def run(crops, q, desc):
         files = sface.encode_crops(crops, layers="full", quality=q, model=entry.name, descriptors=desc)
         images = np.stack([d.image for d in sface.decode_many(files)])
-        return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images)
+        return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images), None
 
     return Contender(entry.name, f"sface full ({entry.name}, {enh.mode})", tuple(range(1, enh.qualities + 1)), run,
                      entry.sha256)
@@ -71,7 +72,8 @@ def sface_base(model: str) -> Contender:
     def run(crops, q, desc):
         files = sface.encode_crops(crops, layers="base", model=entry.name, descriptors=desc)
         images = np.stack([d.image for d in sface.decode_many(files, layer="base")])
-        return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images)
+        features = np.stack([sface.extract_features(f) for f in files])
+        return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images), features
 
     return Contender(f"{entry.name}-base", f"sface base layer ({entry.name})", ("base",), run, entry.sha256)
 
@@ -84,13 +86,13 @@ def single_layer(model: str) -> Contender:
         payloads = enh.compress(crops, None, q)
         images = enh.decompress(payloads, [q] * len(payloads), np.zeros_like(crops))
         sizes = np.array([len(p) for p in payloads])
-        return CodedBatch(sizes + SFC_FRAMING, sizes, images)
+        return CodedBatch(sizes + SFC_FRAMING, sizes, images), None
 
     return Contender(entry.name, f"single-layer learned ({entry.name})", tuple(range(1, enh.qualities + 1)), run, entry.sha256)
 
 
 def conventional() -> list[Contender]:
-    return [Contender(c.name, c.label, tuple(c.qualities), lambda crops, q, desc, c=c: c.run(crops, q), c.describe(),
+    return [Contender(c.name, c.label, tuple(c.qualities), lambda crops, q, desc, c=c: (c.run(crops, q), None), c.describe(),
                       c.unavailable()) for c in CODECS]
 
 
@@ -139,17 +141,18 @@ def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, k
         data = dict(np.load(path))
         if str(data.get("key")) == key:
             return data
-    cols = {k: [] for k in ("file_bytes", "payload_bytes", "psnr", "msssim", "descriptors")}
+    cols: dict[str, list] = {}
     seconds = 0.0
     for i in tqdm(range(0, len(crops), CHUNK), desc=f"{c.name} q={q}", leave=False):
         chunk = np.asarray(crops[i : i + CHUNK])
         t = time.perf_counter()
-        coded = c.run(chunk, q, desc[i : i + CHUNK])
+        coded, features = c.run(chunk, q, desc[i : i + CHUNK])
         seconds += time.perf_counter() - t
         psnr, msssim = _metrics(chunk, coded.images)
         for k, v in (("file_bytes", coded.file_bytes), ("payload_bytes", coded.payload_bytes), ("psnr", psnr),
-                     ("msssim", msssim), ("descriptors", describe(coded.images))):
-            cols[k].append(np.asarray(v))
+                     ("msssim", msssim), ("descriptors", describe(coded.images)), ("features", features)):
+            if v is not None:
+                cols.setdefault(k, []).append(np.asarray(v))
     data = {k: np.concatenate(v) for k, v in cols.items()} | {"key": np.array(key), "seconds_per_image": np.array(seconds / len(crops))}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part.npz")
@@ -161,9 +164,13 @@ def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, k
 def summarise(c: Contender, points: list[tuple], pairs: Pairs) -> dict:
     """CompressAI's eval JSON for one codec (one entry per quality), plus our fields."""
     res = {k: [] for k in ("quality", "bpp", "bpp-file", "psnr-rgb", "ms-ssim-rgb", "lfw-accuracy", "lfw-accuracy-std",
-                           "payload-bytes", "file-bytes", "coding_time")}
+                           "lfw-accuracy-pixels", "payload-bytes", "file-bytes", "coding_time")}
     for q, d in points:
-        acc = verification_accuracy(pairs, d["descriptors"])
+        # the base layer's accuracy is that of the descriptors in its identity layer (no pixels), as
+        # extract-features reads them; every other point's is the recognizer's on the decoded crops
+        pixels = verification_accuracy(pairs, d["descriptors"])
+        acc = verification_accuracy(pairs, d["features"]) if "features" in d else pixels
+        res["lfw-accuracy-pixels"].append(100 * pixels.mean)
         res["quality"].append(q)
         res["bpp"].append(float(np.mean(bpp(d["payload_bytes"]))))
         res["bpp-file"].append(float(np.mean(bpp(d["file_bytes"]))))
@@ -177,7 +184,9 @@ def summarise(c: Contender, points: list[tuple], pairs: Pairs) -> dict:
     return {"name": c.name, "description": c.label, "settings": c.key,
             "images": len(pairs.images), "pairs": len(pairs.same), "ms-ssim-window": 7,
             "notes": "bpp = payload bits per pixel (coded data without container headers); bpp-file = whole "
-                     "file; coding_time = seconds per image to encode and decode, in batches", "results": res}
+                     "file; lfw-accuracy = from the identity layer's descriptors for the base layer, else "
+                     "the recognizer on the decoded crops (lfw-accuracy-pixels); coding_time = seconds per "
+                     "image to encode and decode, in batches", "results": res}
 
 
 def bd_table(summaries: dict, ours: str, baselines: list[str]) -> list[dict]:
