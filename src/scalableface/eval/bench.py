@@ -7,8 +7,9 @@ payload and whole-file bytes (bpp = 8 x bytes / 128^2), PSNR-RGB, MS-SSIM (windo
 is the same recognizer on the uncompressed crops). `--limit N` keeps the first pairs of every fold
 (same and different alike) up to about N images, so a quick run still gives a 10-fold accuracy.
 
-Each (codec, quality) point is cached under <out>/cache as soon as it is done, keyed by the image
-list (and, for sface, the model's hash), so an interrupted run resumes where it stopped. Outputs:
+Each (codec, quality) point is cached under <cache>/bench (~/.cache/scalableface unless $SFACE_CACHE
+says otherwise) as soon as it is done, keyed by the image list and the codec's settings (for sface,
+the model's hash), so an interrupted run resumes where it stopped. Outputs:
 <out>/<codec>.json in CompressAI's eval format (plus our fields), <out>/bd_rate.md and .json, and
 <out>/rate_psnr.png, <out>/rate_accuracy.png.
 """
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from .. import codec as sface
 from .. import container, models
 from ..facesets import aligned_crops, reference_descriptors
+from ..paths import cache_dir
 from .bdrate import bd_rate
 from .conventional import CODECS, CodedBatch, bpp
 from .lfw import Pairs, read_pairs, verification_accuracy
@@ -257,7 +259,7 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     contenders += conventional()
     if only:
         contenders = [c for c in contenders if c.name in only]
-    cache = out / "cache"
+    cache = cache_dir() / "bench"
     summaries, skipped = {}, {}
     for c in contenders:
         if c.unavailable:
