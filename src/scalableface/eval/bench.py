@@ -77,7 +77,8 @@ def sface_base(model: str) -> Contender:
         features = np.stack([sface.extract_features(f) for f in files])
         return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images), features
 
-    return Contender(f"{entry.name}-base", f"sface base layer ({entry.name})", ("base",), run, entry.sha256)
+    base_entry = models.find(entry.extends) if entry.extends else entry  # the weights the base layer comes from
+    return Contender(f"{entry.name}-base", f"sface base layer ({entry.name})", ("base",), run, base_entry.sha256)
 
 
 def single_layer(model: str) -> Contender:
