@@ -177,7 +177,7 @@ class CodedTables:
 
 
 class EnhancementCodec:
-    """Compress and decompress one face's enhancement substream (bitstream_spec.md, section 5)."""
+    """Enhancement substreams of batches of faces (bitstream_spec.md, section 3.2)."""
 
     def __init__(self, net: EnhanceNet, z_medians: np.ndarray, z_tables: CodedTables, y_tables: CodedTables,
                  default_quality: int = 3):
@@ -301,7 +301,7 @@ def load_enhancement(tensors: dict, config: dict, prefix: str = "enhancement") -
     except RuntimeError as e:
         raise ModelError(f"model weights under {prefix} do not fit the network: {e}") from None
     z_medians = tensors.get(f"{prefix}.z.medians")
-    if z_medians is None:
-        raise ModelError(f"model file lacks {prefix}.z.medians")
-    return EnhancementCodec(net, z_medians, CodedTables.from_tensors(tensors, f"{prefix}.z"),
-                            CodedTables.from_tensors(tensors, f"{prefix}.y"), int(shape.get("default_quality", 3)))
+    z_tables, y_tables = CodedTables.from_tensors(tensors, f"{prefix}.z"), CodedTables.from_tensors(tensors, f"{prefix}.y")
+    if z_medians is None or len(z_medians) != net.nz or len(z_tables.freqs) != net.nz or len(y_tables.freqs) != SCALE_LEVELS:
+        raise ModelError(f"the entropy tables under {prefix} do not fit the network")
+    return EnhancementCodec(net, z_medians, z_tables, y_tables, int(shape.get("default_quality", 3)))

@@ -29,6 +29,11 @@ def main(argv=None):
     ap.add_argument("--kind", choices=("codec", "baseline"), default="codec")
     ap.add_argument("--default-quality", type=int, default=3)
     ap.add_argument("--summary", default="face codec: base layer + enhancement layer (UTKFace, non-commercial research)")
+    ap.add_argument("--extra-low", type=int, default=0,
+                    help="add this many qualities below the trained ones, their gains extrapolated from the "
+                         "two lowest (log-gain steps of the same size); they become qualities 1..K")
+    ap.add_argument("--extra-high", type=int, default=0,
+                    help="add this many qualities above the trained ones, extrapolated from the two highest")
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: <cache>/enhance_<mode>.pt")
     ap.add_argument("--out", type=Path, default=REPO_MODELS)
     args = ap.parse_args(argv)
@@ -40,8 +45,15 @@ def main(argv=None):
     model = EnhanceTrainer(args.mode, n=a["n"], m=a["m"])
     model.load_state_dict(ck["model"])
     net = model.net
+    lambdas = list(LAMBDAS)
+    if args.extra_low or args.extra_high:
+        g = net.log_gains.detach()
+        low = [g[0] - k * (g[1] - g[0]) for k in range(args.extra_low, 0, -1)]
+        high = [g[-1] + k * (g[-1] - g[-2]) for k in range(1, args.extra_high + 1)]
+        net.log_gains = torch.nn.Parameter(torch.stack(low + list(g) + high))
+        lambdas = [None] * args.extra_low + lambdas + [None] * args.extra_high  # None: extrapolated, not trained
     shape = {"mode": args.mode, "n": a["n"], "m": a["m"], "nz": net.nz, "ctx": net.ctx, "qualities": net.qualities,
-             "default_quality": args.default_quality, "lambdas": list(LAMBDAS), "steps": ck["step"]}
+             "default_quality": args.default_quality, "lambdas": lambdas, "steps": ck["step"]}
     install(export_enhancement(model), {"enhancement": shape}, args.name, args.summary, args.out, args.kind, args.extends)
 
 
