@@ -10,8 +10,8 @@ is the same recognizer on the uncompressed crops). `--limit N` keeps the first p
 Each (codec, quality) point is cached under <cache>/bench (~/.cache/scalableface unless $SFACE_CACHE
 says otherwise) as soon as it is done, keyed by the image list and the codec's settings (for sface,
 the model's hash), so an interrupted run resumes where it stopped. Outputs:
-<out>/<codec>.json in CompressAI's eval format (plus our fields), <out>/bd_rate.md and .json, and
-<out>/rate_psnr.png, <out>/rate_accuracy.png.
+<out>/<codec>.json in CompressAI's eval format (plus our fields), <out>/bd_rate.md and .json,
+<out>/points.md (every point), and <out>/rate_psnr.png, <out>/rate_accuracy.png.
 """
 
 from __future__ import annotations
@@ -206,6 +206,19 @@ def bd_table(summaries: dict, ours: str, baselines: list[str]) -> list[dict]:
     return rows
 
 
+def points_table(summaries: dict) -> str:
+    """Every measured point, one Markdown table row each."""
+    rows = ["| codec | quality | bpp (payload) | bpp (file) | PSNR-RGB dB | MS-SSIM (win 7) | LFW accuracy % | s/image |",
+            "|---|---|---|---|---|---|---|---|"]
+    for s in summaries.values():
+        r = s["results"]
+        for i, q in enumerate(r["quality"]):
+            rows.append(f"| {s['description']} | {q} | {r['bpp'][i]:.3f} | {r['bpp-file'][i]:.3f} | {r['psnr-rgb'][i]:.2f} | "
+                        f"{r['ms-ssim-rgb'][i]:.4f} | {r['lfw-accuracy'][i]:.2f} +- {r['lfw-accuracy-std'][i]:.2f} | "
+                        f"{r['coding_time'][i]:.4f} |")
+    return "\n".join(rows) + "\n"
+
+
 def _pct(v: Optional[float]) -> str:
     return "n/a" if v is None else f"{v:+.1f}%"
 
@@ -285,6 +298,7 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     lines += [f"| {r['label']} | {_pct(r['bd_rate_psnr'])} | {_pct(r['bd_rate_psnr_file'])} | {_pct(r['bd_rate_accuracy'])} |" for r in table]
     lines += [f"| {name} | skipped: {why} | | |" for name, why in skipped.items()]
     (out / "bd_rate.md").write_text("\n".join(lines) + "\n")
+    (out / "points.md").write_text(points_table(summaries))
     if summaries:
         plot(summaries, 100 * reference.mean, out)
     log("\n".join(lines))
