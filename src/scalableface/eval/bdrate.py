@@ -1,15 +1,18 @@
 """Bjontegaard delta rate: the average rate difference of one rate-quality curve against another at
-equal quality, over the quality range both curves cover (VCEG-M33's cubic fit of log-rate against
-quality, integrated exactly).
+equal quality, over the quality range both curves cover.
 
-Quality here is PSNR, or LFW accuracy in percent. Accuracy curves saturate: points that do not raise
-the quality over a cheaper point are dropped first (the curve's upper hull in rate order), so the fit
-stays a function of quality.
+Quality here is PSNR, or LFW accuracy in percent. PSNR curves use VCEG-M33's cubic fit of log-rate
+against quality, integrated exactly. Accuracy curves saturate near the reference and carry sampling
+noise of about a point, where a global cubic oscillates; they use the piecewise cubic (PCHIP)
+interpolation of JVET's common test conditions instead, which passes through every point without
+overshoot. Either way, points that do not raise the quality over a cheaper point are dropped first (the
+curve's upper hull in rate order), so log-rate stays a function of quality.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 
 
 def monotone(rates, quality) -> tuple[np.ndarray, np.ndarray]:
@@ -20,9 +23,19 @@ def monotone(rates, quality) -> tuple[np.ndarray, np.ndarray]:
     return r[keep], q[keep]
 
 
-def bd_rate(anchor_rates, anchor_quality, test_rates, test_quality) -> float | None:
+def _log_rate_integral(rates: np.ndarray, quality: np.ndarray, lo: float, hi: float, method: str) -> float:
+    if method == "pchip":
+        return float(PchipInterpolator(quality, np.log(rates)).integrate(lo, hi))
+    p = np.polyint(np.polyfit(quality, np.log(rates), min(3, len(rates) - 1)))
+    return float(np.polyval(p, hi) - np.polyval(p, lo))
+
+
+def bd_rate(anchor_rates, anchor_quality, test_rates, test_quality, method: str = "cubic") -> float | None:
     """Percent rate change of `test` against `anchor` at equal quality (negative = test saves);
-    None when the curves have fewer than 2 usable points or do not overlap in quality."""
+    None when the curves have fewer than 2 usable points or do not overlap in quality.
+    method: "cubic" (VCEG-M33) or "pchip" (piecewise cubic, for saturating curves)."""
+    if method not in ("cubic", "pchip"):
+        raise ValueError(f"unknown BD-rate method {method!r}")
     ra, qa = monotone(anchor_rates, anchor_quality)
     rt, qt = monotone(test_rates, test_quality)
     if len(ra) < 2 or len(rt) < 2:
@@ -30,8 +43,5 @@ def bd_rate(anchor_rates, anchor_quality, test_rates, test_quality) -> float | N
     lo, hi = max(qa.min(), qt.min()), min(qa.max(), qt.max())
     if hi <= lo:
         return None
-    deg_a, deg_t = min(3, len(ra) - 1), min(3, len(rt) - 1)
-    pa = np.polyint(np.polyfit(qa, np.log(ra), deg_a))
-    pt = np.polyint(np.polyfit(qt, np.log(rt), deg_t))
-    mean_diff = ((np.polyval(pt, hi) - np.polyval(pt, lo)) - (np.polyval(pa, hi) - np.polyval(pa, lo))) / (hi - lo)
-    return float((np.exp(mean_diff) - 1) * 100)
+    diff = _log_rate_integral(rt, qt, lo, hi, method) - _log_rate_integral(ra, qa, lo, hi, method)
+    return float((np.exp(diff / (hi - lo)) - 1) * 100)

@@ -1,7 +1,7 @@
 """Speed figures (a benchmark, not a test), in one process: feature extraction from .sfc files, and
 full decoding (base + enhancement layers to pixels), one file at a time and in batches of 64.
 
-    python -m scalableface.eval.speed [--faces 200] [--repeat 20] [--quality 3]
+    python -m scalableface.eval.speed [--faces 200] [--repeat 20] [--quality Q]  (default: the model's default quality)
 
 Encodes the first --faces LFW images (or, without the data set, shifted and mirrored copies of the
 bundled example) with all layers, then times extract_features over all the files --repeat times and

@@ -145,7 +145,7 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=60, help="stop after this much wall time (this run)")
     ap.add_argument("--max-steps", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=32, help="64x64 patches per step")
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=1e-4, help="also applied on resume, so a run can go on at a lower rate")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--m", type=int, default=96)
     ap.add_argument("--save-every", type=int, default=250)
@@ -182,6 +182,8 @@ def main(argv=None):
         weights = load_file(args.init_from)
         model.net.load_state_dict({k[len("enhancement.net."):]: v for k, v in weights.items() if k.startswith("enhancement.net.")})
         print(f"initialised from {args.init_from}", flush=True)
+    for group in opt.param_groups:
+        group["lr"] = args.lr
     lambdas = torch.tensor(LAMBDAS)
 
     def save():
