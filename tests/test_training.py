@@ -100,3 +100,17 @@ def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode):
     payloads = codec.compress(crops, None if mode == "single" else bases, 2)
     out = codec.decompress(payloads, [2, 2], bases)
     assert out.shape == crops.shape and out.dtype == np.uint8
+
+
+def test_enhancement_tables_code_far_outliers_without_clamping():
+    from scalableface.layers.enhance import scale_table
+    from scalableface.train import enhance
+
+    tables = enhance.y_pmfs()
+    assert len(tables) == len(scale_table())
+    for (half, pmf), s in zip(tables, scale_table()):
+        assert len(pmf) == 2 * half + 1 and half >= 6.5 * s + enhance.TAIL_REACH
+        assert abs(pmf.sum() - 1) < 1e-3  # next to no mass beyond the reach
+        assert pmf[half] == pmf.max()  # zero is the likeliest symbol
+        if 1 <= s <= 20:  # an outlier 20 scales out costs ~20 bits, not a clamp or a Gaussian's ~300 bits
+            assert -np.log2(pmf[half + int(20 * s)]) < 20 + np.log2(s)
