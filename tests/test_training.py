@@ -114,3 +114,17 @@ def test_enhancement_tables_code_far_outliers_without_clamping():
         assert pmf[half] == pmf.max()  # zero is the likeliest symbol
         if 1 <= s <= 20:  # an outlier 20 scales out costs ~20 bits, not a clamp or a Gaussian's ~300 bits
             assert -np.log2(pmf[half + int(20 * s)]) < 20 + np.log2(s)
+
+
+def test_resume_keeps_the_learning_rate_of_this_run(tmp_path):
+    import argparse
+
+    from scalableface.train import enhance
+    from scalableface.train.common import optimizers, resume, save_checkpoint
+
+    model = enhance.EnhanceTrainer("single", n=8, m=8)
+    opt, aux_opt = optimizers(model, 1e-3)
+    save_checkpoint(tmp_path / "ck.pt", "model", model, opt, aux_opt, 7, argparse.Namespace(), tmp_path)
+    opt, aux_opt = optimizers(model, 1e-5)
+    assert resume(tmp_path / "ck.pt", "model", model, opt, aux_opt) == 7
+    assert {g["lr"] for g in opt.param_groups} == {1e-5}

@@ -33,13 +33,17 @@ def step(net: nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer, aux_opt
 
 def resume(path: Path, key: str, model: nn.Module, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer) -> int:
     """Load a checkpoint written by save_checkpoint into model and optimizers; the step it reached
-    (0 without a checkpoint)."""
+    (0 without a checkpoint). The optimizers keep the learning rates they were built with, so a
+    stage's --lr applies on resume too (a run can go on at a lower rate)."""
     if not path.exists():
         return 0
     ck = torch.load(path, weights_only=True)
     model.load_state_dict(ck[key])
-    opt.load_state_dict(ck["opt"])
-    aux_opt.load_state_dict(ck["aux_opt"])
+    for o, state in ((opt, ck["opt"]), (aux_opt, ck["aux_opt"])):
+        rates = [g["lr"] for g in o.param_groups]
+        o.load_state_dict(state)
+        for g, lr in zip(o.param_groups, rates):
+            g["lr"] = lr
     print(f"resumed at step {ck['step']}", flush=True)
     return ck["step"]
 

@@ -197,8 +197,6 @@ def main(argv=None):
         weights = load_file(args.init_from)
         model.net.load_state_dict({k[len("enhancement.net."):]: v for k, v in weights.items() if k.startswith("enhancement.net.")})
         print(f"initialised from {args.init_from}", flush=True)
-    for group in opt.param_groups:
-        group["lr"] = args.lr
     lambdas = torch.tensor(LAMBDAS)
 
     def save():

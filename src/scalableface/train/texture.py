@@ -88,7 +88,7 @@ def main(argv=None):
     ap.add_argument("--latent", type=int, default=64)
     ap.add_argument("--width", type=int, default=24)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--lr", type=float, default=2e-4, help="also applied on resume")
     ap.add_argument("--id-weight", type=float, default=0.01)
     ap.add_argument("--rate-weight", type=float, default=2e-5, help="loss per appearance bit")
     ap.add_argument("--save-every", type=int, default=200)
