@@ -15,6 +15,7 @@ section 5). Run-time coding (EnhancementCodec) uses integer tables stored in the
 
 from __future__ import annotations
 
+import copy
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -64,11 +65,11 @@ def _up(cin: int, cout: int) -> nn.ConvTranspose2d:
 
 
 class BaseContext(nn.Module):
-    """Features of the base face at 1/2, 1/4, 1/8 and 1/16 of its size."""
+    """Features of the base face at 1/2, 1/4, ... of its size, one per synthesis stage."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, stages: int = 4):
         super().__init__()
-        self.stages = nn.ModuleList([_down(3 if i == 0 else width, width) for i in range(4)])
+        self.stages = nn.ModuleList([_down(3 if i == 0 else width, width) for i in range(stages)])
 
     def forward(self, base: torch.Tensor) -> list[torch.Tensor]:
         out, h = [], base - 0.5
@@ -78,30 +79,60 @@ class BaseContext(nn.Module):
         return out
 
 
-class EnhanceNet(nn.Module):
-    """Transforms and hyperprior. Images are N x 3 x H x W in [0, 1], H and W multiples of 64."""
+CONTEXTS = ("none", "checkerboard")
 
-    def __init__(self, mode: str = "conditional", n: int = 64, m: int = 96, nz: int = 32, ctx: int = 32, qualities: int = 6):
+
+def anchor_mask(h: int, w: int) -> torch.Tensor:
+    """1 x 1 x h x w: 1 where (row + column) is even, the checkerboard's first pass (He et al. 2021)."""
+    r, c = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return ((r + c) % 2 == 0).to(torch.float32)[None, None]
+
+
+class EnhanceNet(nn.Module):
+    """Transforms and entropy model. Images are N x 3 x H x W in [0, 1], H and W multiples of
+    `granule` (the latent is at 1/2**stages, the hyper-latent two stride-2 stages below it).
+
+    context="checkerboard" codes the latent in two passes: the anchors (row + column even) from
+    the hyper-latent alone, the rest from the hyper-latent and a 5x5 convolution of the decoded
+    anchors; "none" is the plain mean-scale hyperprior."""
+
+    def __init__(self, mode: str = "conditional", n: int = 64, m: int = 96, nz: int = 32, ctx: int = 32,
+                 qualities: int = 6, stages: int = 4, context: str = "none"):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        self.mode, self.m, self.nz, self.ctx = mode, m, nz, ctx
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}")
+        self.mode, self.m, self.nz, self.ctx, self.stages, self.context_model = mode, m, nz, ctx, stages, context
         cond = ctx if mode == "conditional" else 0
-        self.context = BaseContext(ctx) if cond else None
-        self.analysis = nn.Sequential(
-            _down(6 if cond else 3, n), GDN(n), _down(n, n), GDN(n), _down(n, n), GDN(n), _down(n, m)
+        self.context = BaseContext(ctx, stages) if cond else None
+        layers = [_down(6 if cond else 3, n)]
+        for i in range(1, stages):
+            layers += [GDN(n), _down(n, m if i == stages - 1 else n)]
+        self.analysis = nn.Sequential(*layers)
+        self.synthesis = nn.ModuleList(
+            [_up((m if i == 0 else n) + cond, 3 if i == stages - 1 else n) for i in range(stages)]
         )
-        self.synthesis = nn.ModuleList([_up(m + cond, n), _up(n + cond, n), _up(n + cond, n), _up(n + cond, 3)])
-        self.synthesis_gdn = nn.ModuleList([GDN(n, inverse=True) for _ in range(3)])
+        self.synthesis_gdn = nn.ModuleList([GDN(n, inverse=True) for _ in range(stages - 1)])
         self.hyper_analysis = nn.Sequential(
             nn.Conv2d(m, n, 3, padding=1), nn.LeakyReLU(0.2), _down(n, n), nn.LeakyReLU(0.2), _down(n, nz)
         )
         self.hyper_synthesis = nn.Sequential(
             _up(nz, n), nn.LeakyReLU(0.2), _up(n, n), nn.LeakyReLU(0.2), nn.Conv2d(n, 2 * m, 3, padding=1)
         )
+        if context == "checkerboard":
+            self.spatial_context = nn.Conv2d(m, m, 5, padding=2)
+            self.entropy_parameters = nn.Sequential(
+                nn.Conv2d(3 * m, 2 * m, 1), nn.LeakyReLU(0.2), nn.Conv2d(2 * m, 2 * m, 1)
+            )
         # log of the per-channel gain at each quality; spread like sqrt(lambda) to start
         init = torch.linspace(-1.5, 2.0, qualities)[:, None].expand(qualities, m)
         self.log_gains = nn.Parameter(init.clone())
+
+    @property
+    def granule(self) -> int:
+        """Image sides must be multiples of this."""
+        return 2 ** (self.stages + 2)
 
     @property
     def qualities(self) -> int:
@@ -121,17 +152,28 @@ class EnhanceNet(nn.Module):
 
     def synthesise(self, y_hat: torch.Tensor, base: torch.Tensor | None, contexts: list | None) -> torch.Tensor:
         h = y_hat
+        last = self.stages - 1
         for i, up in enumerate(self.synthesis):
             if contexts is not None:
-                h = torch.cat([h, contexts[3 - i]], 1)
+                h = torch.cat([h, contexts[last - i]], 1)
             h = up(h)
-            if i < 3:
+            if i < last:
                 h = self.synthesis_gdn[i](h)
         return h + base if base is not None and self.mode != "single" else h + 0.5
 
-    def hyper(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(means, scales) of the ungained latent."""
-        out = self.hyper_synthesis(z_hat)
+    def hyper(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """The hyper-synthesis output: 2M channels, the means and raw scales of a plain hyperprior."""
+        return self.hyper_synthesis(z_hat)
+
+    def parameters_from(self, hyper: torch.Tensor, anchors: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scales) of the ungained latent from the hyper output and, for the checkerboard's
+        second pass, the decoded anchors (ungained, zero elsewhere; None in the first pass)."""
+        if self.context_model == "checkerboard":
+            ctx = self.spatial_context(anchors) if anchors is not None else hyper.new_zeros(
+                hyper.shape[0], self.m, *hyper.shape[2:])
+            out = self.entropy_parameters(torch.cat([hyper, ctx], 1))
+        else:
+            out = hyper
         means, raw = out.chunk(2, 1)
         return means, F.softplus(raw) + 1e-3
 
@@ -143,9 +185,10 @@ class EnhanceNet(nn.Module):
 # -- run time: integer tables and constriction's range coder ------------------------------------
 
 
-def crc16(data: bytes) -> int:
-    """CRC-16 of the decoded symbols, to turn an encoder/decoder mismatch into an error."""
-    return zlib.crc32(data) & 0xFFFF
+def symbol_check(symbols: np.ndarray) -> int:
+    """The 16-bit symbol check: the low 16 bits of the CRC-32 of the latent symbols as little-endian
+    int16 in (channel, row, column) order; it turns an encoder/decoder mismatch into an error."""
+    return zlib.crc32(symbols.astype("<i2").tobytes()) & 0xFFFF
 
 
 @dataclass
@@ -186,25 +229,37 @@ class EnhancementCodec:
         self.z_medians = z_medians.astype(np.float64)
         self.z_tables = z_tables
         self.y_tables = y_tables
-        # float64 copy of the hyper synthesis: the scale choice must not depend on batch size or threads
-        self.hyper_synthesis64 = _double_copy(net.hyper_synthesis)
+        # float64 copy of the entropy model: the table choice must not depend on batch size or threads
+        self.net64 = copy.deepcopy(net).double().eval()
 
     @property
     def mode(self) -> str:
         return self.net.mode
 
-    def _scales(self, z_hat: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(gained means, table indexes, gains) from the hyper-latent of one face, in float64."""
-        with torch.inference_mode():
-            out = self.hyper_synthesis64(torch.from_numpy(z_hat[None]))[0]
-            means, raw = out.chunk(2, 0)
-            scales = F.softplus(raw) + 1e-3
-            gains = torch.exp(self.net.log_gains[q].double())[:, None, None]
-        return (means * gains).numpy(), scale_indexes((scales * gains).numpy()), gains.numpy()
-
     @property
     def qualities(self) -> int:
         return self.net.qualities
+
+    def _passes(self, h: int, w: int) -> list[np.ndarray]:
+        """The latent positions each coding pass covers (h x w booleans), in coding order."""
+        if self.net.context_model == "checkerboard":
+            anchors = anchor_mask(h, w)[0, 0].numpy().astype(bool)
+            return [anchors, ~anchors]
+        return [np.ones((h, w), bool)]
+
+    def _parameters(self, hyper: torch.Tensor, known: np.ndarray | None, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(gained means, table indexes) of one face's latent, in float64, from the hyper-synthesis
+        output and the dequantized latent decoded so far (zero where not yet decoded)."""
+        with torch.inference_mode():
+            means, scales = self.net64.parameters_from(hyper, None if known is None else torch.from_numpy(known[None]))
+        return means[0].numpy() * gains, scale_indexes(scales[0].numpy() * gains)
+
+    def _start(self, z_sym: np.ndarray, q: int) -> tuple[torch.Tensor, np.ndarray]:
+        """(hyper-synthesis output, gains) for one face's z symbols at 0-based quality q."""
+        with torch.inference_mode():
+            hyper = self.net64.hyper(torch.from_numpy((z_sym + self.z_medians[:, None, None])[None]))
+            gains = torch.exp(self.net64.log_gains[q])[:, None, None].numpy()
+        return hyper, gains
 
     def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int) -> list[bytes]:
         """One payload per face: N x H x W x 3 uint8 crops, their base faces (None for the
@@ -223,12 +278,13 @@ class EnhancementCodec:
         """N x H x W x 3 uint8 faces from payloads coded at `qualities` against `bases` (N x H x W x 3;
         for the single-layer mode, only their shape counts)."""
         n, h, w = bases.shape[:3]
-        if h % 64 or w % 64:
-            raise BitstreamError(f"the enhancement layer needs a crop size that is a multiple of 64, not {h}x{w}")
+        g, f = self.net.granule, 2 ** self.net.stages
+        if h % g or w % g:
+            raise BitstreamError(f"the enhancement layer needs a crop size that is a multiple of {g}, not {h}x{w}")
         for q in qualities:
             if not 1 <= q <= self.qualities:
                 raise BitstreamError(f"the header names enhancement quality {q}; this model has 1..{self.qualities}")
-        y_hat = np.stack([self._decompress_one(p, q - 1, (self.net.m, h // 16, w // 16)) for p, q in zip(payloads, qualities)])
+        y_hat = np.stack([self._decompress_one(p, q - 1, (self.net.m, h // f, w // f)) for p, q in zip(payloads, qualities)])
         b = _tensor(bases) if self.mode != "single" else None
         with torch.inference_mode():
             out = self.net.synthesise(torch.from_numpy(y_hat.astype(np.float32)), b, self.net.contexts(b))
@@ -240,15 +296,21 @@ class EnhancementCodec:
 
         zc = np.arange(z.shape[0])[:, None, None].repeat(z.shape[1], 1).repeat(z.shape[2], 2)
         z_sym = self.z_tables.clamp(np.rint(z - self.z_medians[:, None, None]).astype(np.int64), zc)
-        means, idx, gains = self._scales(z_sym + self.z_medians[:, None, None], q)
-        y_sym = self.y_tables.clamp(np.rint(y * gains - means).astype(np.int64), idx)
+        hyper, gains = self._start(z_sym, q)
         enc = constriction.stream.queue.RangeEncoder()
         for c in range(z.shape[0]):
             enc.encode((z_sym[c].ravel() - self.z_tables.offsets[c]).astype(np.int32), self.z_tables.models[c])
-        flat_sym, flat_idx = y_sym.ravel(), idx.ravel()
-        for k in np.unique(flat_idx):
-            enc.encode((flat_sym[flat_idx == k] - self.y_tables.offsets[k]).astype(np.int32), self.y_tables.models[k])
-        check = crc16(y_sym.astype("<i2").tobytes())
+        y_sym = np.zeros(y.shape, np.int64)
+        known = np.zeros(y.shape, np.float64)
+        for i, where in enumerate(self._passes(*y.shape[1:])):
+            means, idx = self._parameters(hyper, known if i else None, gains)
+            sym = self.y_tables.clamp(np.rint(y * gains - means).astype(np.int64), idx)
+            flat_sym, flat_idx = sym[:, where], idx[:, where]
+            for k in np.unique(flat_idx):
+                enc.encode((flat_sym[flat_idx == k] - self.y_tables.offsets[k]).astype(np.int32), self.y_tables.models[k])
+            y_sym[:, where] = flat_sym
+            known[:, where] = ((sym + means) / gains)[:, where]
+        check = symbol_check(y_sym)
         return check.to_bytes(2, "big") + enc.get_compressed().astype("<u4").tobytes()
 
     def _decompress_one(self, payload: bytes, q: int, latent_shape: tuple[int, int, int]) -> np.ndarray:
@@ -261,32 +323,31 @@ class EnhancementCodec:
         m, h, w = latent_shape
         zh, zw = h // 4, w // 4
         dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload[2:], "<u4").astype(np.uint32))
+        y_sym = np.zeros(latent_shape, np.int64)
+        known = np.zeros(latent_shape, np.float64)
         try:
             z_sym = np.stack([dec.decode(self.z_tables.models[c], zh * zw) for c in range(self.net.nz)]).astype(np.int64)
             z_sym = z_sym.reshape(self.net.nz, zh, zw) + self.z_tables.offsets[:, None, None]
-            means, idx, gains = self._scales(z_sym + self.z_medians[:, None, None], q)
-            flat_idx = idx.ravel()
-            flat_sym = np.zeros(flat_idx.shape, np.int64)
-            for k in np.unique(flat_idx):
-                sel = flat_idx == k
-                flat_sym[sel] = dec.decode(self.y_tables.models[k], int(sel.sum())) + self.y_tables.offsets[k]
+            hyper, gains = self._start(z_sym, q)
+            for i, where in enumerate(self._passes(h, w)):
+                means, idx = self._parameters(hyper, known if i else None, gains)
+                flat_idx = idx[:, where]
+                flat_sym = np.zeros(flat_idx.shape, np.int64)
+                for k in np.unique(flat_idx):
+                    sel = flat_idx == k
+                    flat_sym[sel] = dec.decode(self.y_tables.models[k], int(sel.sum())) + self.y_tables.offsets[k]
+                y_sym[:, where] = flat_sym
+                known[:, where] = (flat_sym + means[:, where]) / gains[:, :, 0]
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction's ways of saying the data ran out or is invalid
             raise BitstreamError(f"enhancement layer does not decode: {e}") from None
-        y_sym = flat_sym.reshape(m, h, w)
-        if crc16(y_sym.astype("<i2").tobytes()) != int.from_bytes(payload[:2], "big"):
+        if symbol_check(y_sym) != int.from_bytes(payload[:2], "big"):
             raise BitstreamError("enhancement layer decodes to different symbols than were coded "
                                  "(corrupted data, or this machine computes the entropy model differently)")
-        return (y_sym + means) / gains
+        return known
 
 
 def _tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255  # a copy: mmaps are read-only
-
-
-def _double_copy(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module).double().eval()
 
 
 def load_enhancement(tensors: dict, config: dict, prefix: str = "enhancement") -> EnhancementCodec:
@@ -294,7 +355,8 @@ def load_enhancement(tensors: dict, config: dict, prefix: str = "enhancement") -
     shape = config.get(prefix)
     if not isinstance(shape, dict):
         raise ModelError(f"the model has no {prefix} layer")
-    net = EnhanceNet(shape["mode"], shape["n"], shape["m"], shape["nz"], shape["ctx"], shape["qualities"])
+    net = EnhanceNet(shape["mode"], shape["n"], shape["m"], shape["nz"], shape["ctx"], shape["qualities"],
+                     shape.get("stages", 4), shape.get("context", "none"))
     state = {k[len(prefix) + 5 :]: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items() if k.startswith(f"{prefix}.net.")}
     try:
         net.load_state_dict(state)

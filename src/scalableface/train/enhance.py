@@ -21,37 +21,47 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from ..layers.enhance import EnhanceNet, MODES, scale_table
+from ..layers.enhance import CONTEXTS, MODES, EnhanceNet, anchor_mask, scale_table
 from ..paths import cache_dir
 from .common import log_line, optimizers, resume, round_with_noisy_rate, save_checkpoint, table_tensors
 from .common import step as train_step
 from .identity import VALIDATION
 
-LAMBDAS = tuple(round(0.002 * 2.4 ** i, 5) for i in range(6))  # quality 1..6
+# one lambda per trained quality: 0.0008 to 0.39, so that the top quality reaches ~2 bpp and the lowest ~0.08
+LAMBDAS = tuple(round(0.0008 * 2.17 ** i, 6) for i in range(9))
 TAIL_WEIGHT, TAIL_REACH = 0.003, 300  # the y tables' heavy tail: see y_pmfs
 PATCH = 64
-GRID = 16
 
 
 class EnhanceTrainer(nn.Module):
     """EnhanceNet plus the training-time entropy models (a CompressAI bottleneck for z)."""
 
-    def __init__(self, mode: str, **shape):
+    def __init__(self, mode: str, qualities: int = len(LAMBDAS), **shape):
         super().__init__()
-        self.net = EnhanceNet(mode, qualities=len(LAMBDAS), **shape)
+        self.net = EnhanceNet(mode, qualities=qualities, **shape)
         self.entropy_bottleneck = EntropyBottleneck(self.net.nz)
 
     def forward(self, x: torch.Tensor, base: torch.Tensor | None, q: torch.Tensor):
         net = self.net
         y = net.analyse(x, base)
         z_hat, z_lik = round_with_noisy_rate(self.entropy_bottleneck, net.hyper_analysis(y))
-        means, scales = net.hyper(z_hat)
+        hyper = net.hyper(z_hat)
         g = net.gains(q)
+
+        def dequantized(means):  # what the decoder sees: real rounding in the gained domain (straight-through)
+            yg, mg = y * g, means * g
+            return (yg + (torch.round(yg - mg) + mg - yg).detach()) / g
+
+        means, scales = net.parameters_from(hyper, None)
+        if net.context_model == "checkerboard":
+            anchors = anchor_mask(*y.shape[2:])
+            means2, scales2 = net.parameters_from(hyper, dequantized(means) * anchors)
+            means = anchors * means + (1 - anchors) * means2
+            scales = anchors * scales + (1 - anchors) * scales2
         yg, mg, sg = y * g, means * g, (scales * g).clamp_min(scale_table()[0])
         noisy = yg + torch.empty_like(yg).uniform_(-0.5, 0.5)
         y_lik = gaussian_likelihood(noisy, mg, sg)
-        y_hat = (yg + (torch.round(yg - mg) + mg - yg).detach()) / g  # the decoder sees real rounding
-        out = net.synthesise(y_hat, base, net.contexts(base))
+        out = net.synthesise(dequantized(means), base, net.contexts(base))
         bits = -(torch.log2(y_lik).flatten(1).sum(1) + torch.log2(z_lik).flatten(1).sum(1))
         return out, bits
 
@@ -88,17 +98,18 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
 
 
-def patches(crops, bases, batch: int, gen: torch.Generator):
+def patches(crops, bases, batch: int, gen: torch.Generator, grid: int, qualities: int):
+    """Endless (crops, bases, quality indexes) of random patches on the latent grid."""
     n, size = len(crops), crops.shape[1]
     while True:
         idx = np.sort(torch.randint(n, (batch,), generator=gen).numpy())
-        pos = torch.randint((size - PATCH) // GRID + 1, (batch, 2), generator=gen).numpy() * GRID
+        pos = torch.randint((size - PATCH) // grid + 1, (batch, 2), generator=gen).numpy() * grid
         x, b = np.asarray(crops[idx]), np.asarray(bases[idx])
         xs = np.stack([x[i, r : r + PATCH, c : c + PATCH] for i, (r, c) in enumerate(pos)])
         bs = np.stack([b[i, r : r + PATCH, c : c + PATCH] for i, (r, c) in enumerate(pos)])
         flip = (torch.rand(batch, generator=gen) < 0.5).numpy()
         xs[flip], bs[flip] = xs[flip, :, ::-1], bs[flip, :, ::-1]
-        q = torch.randint(len(LAMBDAS), (batch,), generator=gen)
+        q = torch.randint(qualities, (batch,), generator=gen)
         yield to_tensor(xs), to_tensor(bs), q
 
 
@@ -106,7 +117,7 @@ def validate(model: EnhanceTrainer, x: torch.Tensor, b: torch.Tensor) -> dict:
     model.eval()
     rec = {}
     with torch.no_grad():
-        for qi in range(len(LAMBDAS)):
+        for qi in range(model.net.qualities):
             q = torch.full((len(x),), qi)
             out, bits = model(x, b, q)
             mse = ((out.clamp(0, 1) - x) ** 2).flatten(1).mean(1)
@@ -152,6 +163,12 @@ def y_pmfs() -> list[tuple[int, np.ndarray]]:
     return out
 
 
+def shape_of(args: dict) -> dict:
+    """The EnhanceNet keyword arguments of a run's arguments (a checkpoint's "args"); runs from before
+    --stages and --context had four stages and no spatial context."""
+    return {"n": args["n"], "m": args["m"], "stages": args.get("stages", 4), "context": args.get("context", "none")}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=MODES, default="conditional")
@@ -159,8 +176,11 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=32, help="64x64 patches per step")
     ap.add_argument("--lr", type=float, default=1e-4, help="also applied on resume, so a run can go on at a lower rate")
-    ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--m", type=int, default=96)
+    ap.add_argument("--n", type=int, default=64, help="transform width (a resumed run keeps its checkpoint's shape)")
+    ap.add_argument("--m", type=int, default=96, help="latent channels")
+    ap.add_argument("--stages", type=int, default=4, help="stride-2 stages: the latent grid is 1/2**stages of the crop")
+    ap.add_argument("--context", choices=CONTEXTS, default="none", help="spatial context of the entropy model")
+    ap.add_argument("--run", default=None, help="checkpoint and log name in the cache (default enhance_<mode>)")
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None)
@@ -181,13 +201,21 @@ def main(argv=None):
     train_crops, train_bases = crops[:-VALIDATION], bases[:-VALIDATION]
     if args.limit:
         train_crops, train_bases = train_crops[: args.limit], train_bases[: args.limit]
-    val_x, val_b = to_tensor(crops[-VALIDATION:][:32]), to_tensor(bases[-VALIDATION:][:32])
+    val_x, val_b = to_tensor(crops[-VALIDATION:][:64]), to_tensor(bases[-VALIDATION:][:64])
     if args.mode == "single":
         val_b = None
 
-    model = EnhanceTrainer(args.mode, n=args.n, m=args.m)
+    run = args.run or f"enhance_{args.mode}"
+    ckpt, log_file = cache / f"{run}.pt", cache / f"{run}.log"
+    if ckpt.exists():  # the network's shape is the checkpoint's, whatever the flags say
+        saved = torch.load(ckpt, weights_only=True)["args"]
+        for k in ("mode", "n", "m", "stages", "context"):
+            setattr(args, k, saved.get(k, getattr(args, k)))
+        args.lambdas = saved.get("lambdas", list(LAMBDAS))
+    else:
+        args.lambdas = list(LAMBDAS)
+    model = EnhanceTrainer(args.mode, qualities=len(args.lambdas), **shape_of(vars(args)))
     opt, aux_opt = optimizers(model, args.lr)
-    ckpt, log_file = cache / f"enhance_{args.mode}.pt", cache / f"enhance_{args.mode}.log"
     step = resume(ckpt, "model", model, opt, aux_opt)
     if not step and args.init_from:
         from safetensors.torch import load_file
@@ -195,13 +223,13 @@ def main(argv=None):
         weights = load_file(args.init_from)
         model.net.load_state_dict({k[len("enhancement.net."):]: v for k, v in weights.items() if k.startswith("enhancement.net.")})
         print(f"initialised from {args.init_from}", flush=True)
-    lambdas = torch.tensor(LAMBDAS)
+    lambdas = torch.tensor(args.lambdas)
 
     def save():
         save_checkpoint(ckpt, "model", model, opt, aux_opt, step, args, cache)
 
     gen = torch.Generator().manual_seed(step)
-    data = patches(train_crops, train_bases, args.batch, gen)
+    data = patches(train_crops, train_bases, args.batch, gen, 2 ** args.stages, len(args.lambdas))
     t0 = time.time()
     while step < args.max_steps and time.time() - t0 < args.minutes * 60:
         x, b, q = next(data)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..paths import cache_dir
-from .enhance import LAMBDAS, EnhanceTrainer
+from .enhance import EnhanceTrainer, shape_of
 from .enhance import export as export_enhancement
 from .export import REPO_MODELS, install
 
@@ -34,7 +34,7 @@ def main(argv=None):
                          "two lowest (log-gain steps of the same size); they become qualities 1..K")
     ap.add_argument("--extra-high", type=int, default=0,
                     help="add this many qualities above the trained ones, extrapolated from the two highest")
-    ap.add_argument("--checkpoint", type=Path, default=None, help="default: <cache>/enhance_<mode>.pt")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="default: <cache>/enhance_<mode>.pt (see train.enhance --run)")
     ap.add_argument("--out", type=Path, default=REPO_MODELS)
     args = ap.parse_args(argv)
     if args.mode != "single" and not args.extends:
@@ -42,10 +42,10 @@ def main(argv=None):
 
     ck = torch.load(args.checkpoint or cache_dir() / f"enhance_{args.mode}.pt", weights_only=True)
     a = ck["args"]
-    model = EnhanceTrainer(args.mode, n=a["n"], m=a["m"])
+    lambdas = list(a["lambdas"])
+    model = EnhanceTrainer(args.mode, qualities=len(lambdas), **shape_of(a))
     model.load_state_dict(ck["model"])
     net = model.net
-    lambdas = list(LAMBDAS)
     if args.extra_low or args.extra_high:
         g = net.log_gains.detach()
         low = [g[0] - k * (g[1] - g[0]) for k in range(args.extra_low, 0, -1)]
@@ -53,6 +53,7 @@ def main(argv=None):
         net.log_gains = torch.nn.Parameter(torch.stack(low + list(g) + high))
         lambdas = [None] * args.extra_low + lambdas + [None] * args.extra_high  # None: extrapolated, not trained
     shape = {"mode": args.mode, "n": a["n"], "m": a["m"], "nz": net.nz, "ctx": net.ctx, "qualities": net.qualities,
+             "stages": net.stages, "context": net.context_model,
              "default_quality": args.default_quality, "lambdas": lambdas, "steps": ck["step"]}
     install(export_enhancement(model), {"enhancement": shape}, args.name, args.summary, args.out, args.kind, args.extends)
 
