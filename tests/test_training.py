@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from scalableface.errors import BitstreamError
+
 from scalableface import entropy
 from scalableface.layers.base import BaseLayer
 from scalableface.layers.identity import load_identity_codec
@@ -77,29 +79,60 @@ def test_texture_training_can_start_from_a_model_file(cache, tmp_path):
         assert torch.equal(ck["net"][f"generator.{k}"], v)
 
 
-@pytest.mark.parametrize("mode", ["conditional", "single"])
-def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode):
+@pytest.mark.parametrize("mode,shape", [("conditional", []), ("single", []),
+                                        ("residual", ["--stages", "3", "--context", "checkerboard"])])
+def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, shape):
     from scalableface.layers.enhance import load_enhancement
     from scalableface.train import enhance
 
+    run = f"enhance_{mode}_{len(shape)}"
     args = ["--mode", mode, "--n", "8", "--m", "8", "--batch", "4", "--save-every", "2", "--threads", "1",
-            "--limit", "16", "--cache", str(cache)]
-    enhance.main(args + ["--max-steps", "2"])
-    enhance.main(args + ["--max-steps", "4"])  # resumes from step 2
-    log = log_lines(cache / f"enhance_{mode}.log")
+            "--limit", "16", "--cache", str(cache), "--run", run]
+    enhance.main(args + shape + ["--max-steps", "2"])
+    enhance.main(args + ["--max-steps", "4"])  # resumes from step 2, with the checkpoint's shape whatever the flags say
+    log = log_lines(cache / f"{run}.log")
     assert [r["step"] for r in log] == [2, 4]
     assert set(log[-1]) >= {f"q{i}" for i in range(1, len(enhance.LAMBDAS) + 1)}
 
-    ck = torch.load(cache / f"enhance_{mode}.pt", weights_only=True)
-    model = enhance.EnhanceTrainer(mode, n=8, m=8)
+    ck = torch.load(cache / f"{run}.pt", weights_only=True)
+    model = enhance.EnhanceTrainer(mode, **enhance.shape_of(ck["args"]))
     model.load_state_dict(ck["model"])
-    shape = {"mode": mode, "n": 8, "m": 8, "nz": model.net.nz, "ctx": model.net.ctx, "qualities": model.net.qualities}
-    codec = load_enhancement(enhance.export(model), {"enhancement": shape})
+    net = model.net
+    assert (net.stages, net.context_model) == ((3, "checkerboard") if shape else (4, "none"))
+    config = {"mode": mode, "n": 8, "m": 8, "nz": net.nz, "ctx": net.ctx, "qualities": net.qualities,
+              "stages": net.stages, "context": net.context_model}
+    codec = load_enhancement(enhance.export(model), {"enhancement": config})
     crops = np.load(cache / "utk_crops.npy")[:2]
     bases = np.load(cache / "utk_base_r3.npy")[:2] if mode != "single" else np.zeros_like(crops)
-    payloads = codec.compress(crops, None if mode == "single" else bases, 2)
-    out = codec.decompress(payloads, [2, 2], bases)
-    assert out.shape == crops.shape and out.dtype == np.uint8
+    for q in (1, net.qualities):
+        payloads = codec.compress(crops, None if mode == "single" else bases, q)
+        out = codec.decompress(payloads, [q, q], bases)
+        assert out.shape == crops.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("stages,context", [(4, "none"), (3, "checkerboard")])
+def test_the_decoder_rebuilds_exactly_the_encoders_dequantized_latent(cache, stages, context):
+    from scalableface.layers.enhance import load_enhancement
+    from scalableface.train import enhance
+
+    torch.manual_seed(3)
+    model = enhance.EnhanceTrainer("residual", n=8, m=8, stages=stages, context=context)
+    config = {"mode": "residual", "n": 8, "m": 8, "nz": model.net.nz, "ctx": model.net.ctx,
+              "qualities": model.net.qualities, "stages": stages, "context": context}
+    codec = load_enhancement(enhance.export(model), {"enhancement": config})
+    x = torch.from_numpy(np.load(cache / "utk_crops.npy")[:1]).permute(0, 3, 1, 2).float() / 255
+    b = torch.from_numpy(np.load(cache / "utk_base_r3.npy")[:1]).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        y = codec.net.analyse(x, b)
+        z = codec.net.hyper_analysis(y)
+    y, z = y.double().numpy()[0], z.double().numpy()[0]
+    for q in (0, codec.qualities - 1):
+        payload, latent = codec.encode_latent(y, z, q)
+        decoded = codec.decode_latent(payload, q, y.shape)
+        assert np.array_equal(decoded, latent)
+        assert np.abs(latent - y).max() < np.abs(y).max() + 1  # a quantization of y, not noise
+        with pytest.raises(BitstreamError):
+            codec.decode_latent(payload[:2] + bytes(len(payload) - 2), q, y.shape)
 
 
 def test_enhancement_tables_code_far_outliers_without_clamping():

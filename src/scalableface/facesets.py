@@ -22,6 +22,24 @@ from .errors import SfaceError
 from .paths import cache_dir
 
 
+def spread(paths: Sequence[Path], limit: int) -> list[Path]:
+    """`limit` of the sorted paths, spread evenly (UTKFace names start with the age, so the first N
+    would all be children); all of them when limit is 0 or not smaller."""
+    paths = sorted(paths)
+    if limit and len(paths) > limit:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+    return paths
+
+
+SHARP_FACES = 1000  # photos of utkface-extra in the benchmark's sharp set, never trained on
+
+
+def sharp_files(folder: Path, limit: int = SHARP_FACES) -> list[Path]:
+    """The benchmark's set of sharper faces: `limit` photos of the folder spread evenly (spread);
+    training stages that read the same folder leave exactly these out."""
+    return spread([p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")], limit)
+
+
 def _align_one(path: str, size: int) -> tuple[np.ndarray, str]:
     try:
         face = align(path, size=size, centred=True)

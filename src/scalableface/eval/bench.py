@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .. import codec as sface
 from .. import container, models
-from ..facesets import aligned_crops, reference_descriptors
+from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files
 from ..paths import cache_dir
 from .bdrate import bd_rate
 from .conventional import CODECS, CodedBatch, bpp
@@ -135,8 +135,9 @@ def _metrics(ref: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return psnr.numpy(), ms_ssim(x, y, data_range=255, win_size=7, size_average=False).numpy()
 
 
-def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, key: str) -> dict:
-    """Per-image arrays for one (codec, quality) point, from the cache or by running the codec."""
+def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, key: str, recognise: bool = True) -> dict:
+    """Per-image arrays for one (codec, quality) point, from the cache or by running the codec;
+    `recognise` adds the recognizer's descriptors of the decoded crops (for accuracy)."""
     from ..recognizer import describe
 
     path = cache / c.name / f"{q}.npz"
@@ -153,7 +154,8 @@ def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, k
         seconds += time.perf_counter() - t
         psnr, msssim = _metrics(chunk, coded.images)
         for k, v in (("file_bytes", coded.file_bytes), ("payload_bytes", coded.payload_bytes), ("psnr", psnr),
-                     ("msssim", msssim), ("descriptors", describe(coded.images)), ("features", features)):
+                     ("msssim", msssim), ("descriptors", describe(coded.images) if recognise else None),
+                     ("features", features if recognise else None)):
             if v is not None:
                 cols.setdefault(k, []).append(np.asarray(v))
     data = {k: np.concatenate(v) for k, v in cols.items()} | {"key": np.array(key), "seconds_per_image": np.array(seconds / len(crops))}
@@ -164,58 +166,68 @@ def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, k
     return data
 
 
-def summarise(c: Contender, points: list[tuple], pairs: Pairs) -> dict:
-    """CompressAI's eval JSON for one codec (one entry per quality), plus our fields."""
+def summarise(c: Contender, points: list[tuple], pairs: Optional[Pairs], images: int) -> dict:
+    """CompressAI's eval JSON for one codec (one entry per quality), plus our fields; without pairs
+    (the sharp set) the accuracy fields are left out."""
     res = {k: [] for k in ("quality", "bpp", "bpp-file", "psnr-rgb", "ms-ssim-rgb", "lfw-accuracy", "lfw-accuracy-std",
                            "lfw-accuracy-pixels", "payload-bytes", "file-bytes", "coding_time")}
     for q, d in points:
         # the base layer's accuracy is that of the descriptors in its identity layer (no pixels), as
         # extract-features reads them; every other point's is the recognizer's on the decoded crops
-        pixels = verification_accuracy(pairs, d["descriptors"])
-        acc = verification_accuracy(pairs, d["features"]) if "features" in d else pixels
-        res["lfw-accuracy-pixels"].append(100 * pixels.mean)
         res["quality"].append(q)
         res["bpp"].append(float(np.mean(bpp(d["payload_bytes"]))))
         res["bpp-file"].append(float(np.mean(bpp(d["file_bytes"]))))
         res["psnr-rgb"].append(float(np.mean(d["psnr"])))
         res["ms-ssim-rgb"].append(float(np.mean(d["msssim"])))
-        res["lfw-accuracy"].append(100 * acc.mean)
-        res["lfw-accuracy-std"].append(100 * acc.std)
+        if pairs is not None:
+            pixels = verification_accuracy(pairs, d["descriptors"])
+            acc = verification_accuracy(pairs, d["features"]) if "features" in d else pixels
+            res["lfw-accuracy-pixels"].append(100 * pixels.mean)
+            res["lfw-accuracy"].append(100 * acc.mean)
+            res["lfw-accuracy-std"].append(100 * acc.std)
         res["payload-bytes"].append(float(np.mean(d["payload_bytes"])))
         res["file-bytes"].append(float(np.mean(d["file_bytes"])))
         res["coding_time"].append(float(d["seconds_per_image"]))
+    if pairs is None:
+        res = {k: v for k, v in res.items() if not k.startswith("lfw-")}
     return {"name": c.name, "description": c.label, "settings": c.key,
-            "images": len(pairs.images), "pairs": len(pairs.same), "ms-ssim-window": 7,
+            "images": images, "pairs": len(pairs.same) if pairs is not None else 0, "ms-ssim-window": 7,
             "notes": "bpp = payload bits per pixel (coded data without container headers); bpp-file = whole "
                      "file; lfw-accuracy = from the identity layer's descriptors for the base layer, else "
                      "the recognizer on the decoded crops (lfw-accuracy-pixels); coding_time = seconds per "
                      "image to encode and decode, in batches", "results": res}
 
 
-def bd_table(summaries: dict, ours: str, baselines: list[str]) -> list[dict]:
+def bd_table(summaries: dict, ours: str, baselines: list[str], sharp: Optional[dict] = None) -> list[dict]:
+    """BD-rates of `ours` against each baseline on LFW and, where measured, on the sharp set."""
     rows = []
     s = summaries[ours]["results"]
     for name in baselines:
         b = summaries[name]["results"]
-        rows.append({
+        row = {
             "anchor": name, "label": summaries[name]["description"],
             "bd_rate_psnr": bd_rate(b["bpp"], b["psnr-rgb"], s["bpp"], s["psnr-rgb"]),
             "bd_rate_accuracy": bd_rate(b["bpp"], b["lfw-accuracy"], s["bpp"], s["lfw-accuracy"], method="pchip"),
             "bd_rate_psnr_file": bd_rate(b["bpp-file"], b["psnr-rgb"], s["bpp-file"], s["psnr-rgb"]),
-        })
+        }
+        if sharp and ours in sharp and name in sharp:
+            ss, sb = sharp[ours]["results"], sharp[name]["results"]
+            row["sharp_bd_rate_psnr"] = bd_rate(sb["bpp"], sb["psnr-rgb"], ss["bpp"], ss["psnr-rgb"])
+            row["sharp_bd_rate_psnr_file"] = bd_rate(sb["bpp-file"], sb["psnr-rgb"], ss["bpp-file"], ss["psnr-rgb"])
+        rows.append(row)
     return rows
 
 
 def points_table(summaries: dict) -> str:
-    """Every measured point, one Markdown table row each."""
+    """Every measured point, one Markdown table row each (accuracy "-" on a set without pairs)."""
     rows = ["| codec | quality | bpp (payload) | bpp (file) | PSNR-RGB dB | MS-SSIM (win 7) | LFW accuracy % | s/image |",
             "|---|---|---|---|---|---|---|---|"]
     for s in summaries.values():
         r = s["results"]
         for i, q in enumerate(r["quality"]):
+            acc = f"{r['lfw-accuracy'][i]:.2f} +- {r['lfw-accuracy-std'][i]:.2f}" if "lfw-accuracy" in r else "-"
             rows.append(f"| {s['description']} | {q} | {r['bpp'][i]:.3f} | {r['bpp-file'][i]:.3f} | {r['psnr-rgb'][i]:.2f} | "
-                        f"{r['ms-ssim-rgb'][i]:.4f} | {r['lfw-accuracy'][i]:.2f} +- {r['lfw-accuracy-std'][i]:.2f} | "
-                        f"{r['coding_time'][i]:.4f} |")
+                        f"{r['ms-ssim-rgb'][i]:.4f} | {acc} | {r['coding_time'][i]:.4f} |")
     return "\n".join(rows) + "\n"
 
 
@@ -223,14 +235,17 @@ def _pct(v: Optional[float]) -> str:
     return "n/a" if v is None else f"{v:+.1f}%"
 
 
-def plot(summaries: dict, reference_accuracy: float, out: Path) -> None:
+def plot(summaries: dict, reference_accuracy: Optional[float], out: Path, set_name: str = "LFW", suffix: str = "") -> None:
+    """rate_psnr<suffix>.png and, with a reference accuracy, rate_accuracy<suffix>.png."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for metric, ylabel, fname in (("psnr-rgb", "PSNR-RGB (dB)", "rate_psnr.png"),
-                                  ("lfw-accuracy", "LFW verification accuracy (%)", "rate_accuracy.png")):
+    figures = [("psnr-rgb", "PSNR-RGB (dB)", f"rate_psnr{suffix}.png")]
+    if reference_accuracy is not None:
+        figures.append(("lfw-accuracy", "LFW verification accuracy (%)", f"rate_accuracy{suffix}.png"))
+    for metric, ylabel, fname in figures:
         fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
         for name, s in summaries.items():
             r = s["results"]
@@ -244,15 +259,22 @@ def plot(summaries: dict, reference_accuracy: float, out: Path) -> None:
         ax.set_xlabel("bits per pixel (payload), log scale")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.set_title(f"LFW 128x128 aligned crops: {ylabel.split(' (')[0]} vs rate")
+        ax.set_title(f"{set_name} 128x128 aligned crops: {ylabel.split(' (')[0]} vs rate")
         ax.legend(fontsize=7.5, loc="lower right")
         fig.tight_layout()
         fig.savefig(out / fname)
         plt.close(fig)
 
 
+def _write_summaries(summaries: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, summary in summaries.items():
+        (out / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
 def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, baseline_model: str = "single-layer-v1",
-        only: Optional[list[str]] = None, extra_models: tuple = (), log=print) -> dict:
+        only: Optional[list[str]] = None, extra_models: tuple = (), sharp: Optional[Path] = None, sharp_limit: int = SHARP_FACES,
+        log=print) -> dict:
     pairs = read_pairs(lfw)
     crops_all, _ = aligned_crops("lfw", pairs.images)
     ref_all = reference_descriptors("lfw", crops_all)
@@ -263,6 +285,14 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     reference = verification_accuracy(pairs, ref[:, 0])
     image_key = hashlib.sha256("\n".join(str(p) for p in pairs.images).encode()).hexdigest()[:16]
     log(f"{len(pairs.images)} images, {len(pairs.same)} pairs; reference accuracy {reference}")
+    sets = [("lfw", crops, encoder_desc, image_key, cache_dir() / "bench")]
+    if sharp is not None:
+        files = sharp_files(sharp, sharp_limit)
+        sharp_crops, _ = aligned_crops(f"sharp-{sharp.name}-{len(files)}", files)
+        sharp_desc = reference_descriptors(f"sharp-{sharp.name}-{len(files)}", sharp_crops).mean(axis=1)
+        sharp_key = hashlib.sha256("\n".join(str(p) for p in files).encode()).hexdigest()[:16]
+        sets.append(("sharp", np.asarray(sharp_crops), sharp_desc, sharp_key, cache_dir() / "bench-sharp"))
+        log(f"sharp set: {len(files)} faces from {sharp}")
 
     ours = (model or models.default_model().name)
     contenders = [sface_full(ours), sface_base(ours)] + [sface_full(m) for m in extra_models]
@@ -273,34 +303,47 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     contenders += conventional()
     if only:
         contenders = [c for c in contenders if c.name in only]
-    cache = cache_dir() / "bench"
-    summaries, skipped = {}, {}
+    summaries: dict[str, dict] = {name: {} for name, *_ in sets}
+    skipped = {}
     for c in contenders:
         if c.unavailable:
             skipped[c.name] = c.unavailable
             log(f"skipped {c.label}: {c.unavailable}")
             continue
-        points = [(q, measure(c, q, crops, encoder_desc, cache, f"{image_key}:{c.key}")) for q in c.qualities]
-        summaries[c.name] = summarise(c, points, pairs)
-        (out / f"{c.name}.json").write_text(json.dumps(summaries[c.name], indent=1) + "\n")
-        r = summaries[c.name]["results"]
-        log(f"{c.label}: " + ", ".join(f"{b:.3f} bpp {p:.2f} dB {a:.2f}%" for b, p, a in zip(r["bpp"], r["psnr-rgb"], r["lfw-accuracy"])))
+        for set_name, set_crops, set_desc, set_key, set_cache in sets:
+            lfw_set = set_name == "lfw"
+            points = [(q, measure(c, q, set_crops, set_desc, set_cache, f"{set_key}:{c.key}", recognise=lfw_set))
+                      for q in c.qualities]
+            summaries[set_name][c.name] = summarise(c, points, pairs if lfw_set else None, len(set_crops))
+            r = summaries[set_name][c.name]["results"]
+            log(f"{c.label} ({set_name}): " + ", ".join(f"{b:.3f} bpp {p:.2f} dB" for b, p in zip(r["bpp"], r["psnr-rgb"])))
 
-    baselines = [n for n in summaries if n not in (ours, f"{ours}-base")]
-    table = bd_table(summaries, ours, baselines) if ours in summaries else []
+    lfw_sums, sharp_sums = summaries["lfw"], summaries.get("sharp")
+    _write_summaries(lfw_sums, out)
+    baselines = [n for n in lfw_sums if n not in (ours, f"{ours}-base")]
+    table = bd_table(lfw_sums, ours, baselines, sharp_sums) if ours in lfw_sums else []
     result = {"images": len(pairs.images), "pairs": len(pairs.same), "limit": limit,
+              "sharp_images": len(sets[1][1]) if sharp is not None else 0,
+              "sharp_folder": str(sharp) if sharp is not None else None,
               "reference_accuracy": {"mean": 100 * reference.mean, "std": 100 * reference.std},
               "bd_rate_of": ours, "bd_rate_method": {"psnr": "cubic (VCEG-M33)", "accuracy": "pchip"}, "bd_rate": table, "skipped": skipped}
     (out / "bd_rate.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"BD-rate of {ours} (full layer) against each codec, {len(pairs.images)} LFW crops, {len(pairs.same)} pairs "
-             f"(negative = sface needs fewer bits for the same quality; PSNR: cubic fit, VCEG-M33; "
+    sharp_label = f", and {result['sharp_images']} sharper faces from {sharp.name} (never trained on)" if sharp is not None else ""
+    lines = [f"BD-rate of {ours} (full layer) against each codec, {len(pairs.images)} LFW crops, {len(pairs.same)} pairs"
+             f"{sharp_label} (negative = sface needs fewer bits for the same quality; PSNR: cubic fit, VCEG-M33; "
              f"accuracy: piecewise cubic, as accuracy saturates):", "",
-             "| anchor | BD-rate (PSNR, payload) | BD-rate (PSNR, whole file) | BD-rate (LFW accuracy, payload) |", "|---|---|---|---|"]
-    lines += [f"| {r['label']} | {_pct(r['bd_rate_psnr'])} | {_pct(r['bd_rate_psnr_file'])} | {_pct(r['bd_rate_accuracy'])} |" for r in table]
-    lines += [f"| {name} | skipped: {why} | | |" for name, why in skipped.items()]
+             "| anchor | LFW: BD-rate (PSNR, payload) | LFW: BD-rate (PSNR, whole file) | LFW: BD-rate (accuracy, payload) "
+             "| sharp: BD-rate (PSNR, payload) | sharp: BD-rate (PSNR, whole file) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['label']} | {_pct(r['bd_rate_psnr'])} | {_pct(r['bd_rate_psnr_file'])} | {_pct(r['bd_rate_accuracy'])} "
+              f"| {_pct(r.get('sharp_bd_rate_psnr'))} | {_pct(r.get('sharp_bd_rate_psnr_file'))} |" for r in table]
+    lines += [f"| {name} | skipped: {why} | | | | |" for name, why in skipped.items()]
     (out / "bd_rate.md").write_text("\n".join(lines) + "\n")
-    (out / "points.md").write_text(points_table(summaries))
-    if summaries:
-        plot(summaries, 100 * reference.mean, out)
+    (out / "points.md").write_text(points_table(lfw_sums))
+    if lfw_sums:
+        plot(lfw_sums, 100 * reference.mean, out)
+    if sharp_sums:
+        _write_summaries(sharp_sums, out / "sharp")
+        (out / "sharp" / "points.md").write_text(points_table(sharp_sums))
+        plot(sharp_sums, None, out, set_name=f"Sharper faces ({sharp.name})", suffix="_sharp")
     log("\n".join(lines))
     return result

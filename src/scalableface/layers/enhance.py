@@ -272,7 +272,7 @@ class EnhancementCodec:
             y = self.net.analyse(x, b)
             z = self.net.hyper_analysis(y)
         y, z = y.double().numpy(), z.double().numpy()
-        return [self._compress_one(y[i], z[i], quality - 1) for i in range(len(y))]
+        return [self.encode_latent(y[i], z[i], quality - 1)[0] for i in range(len(y))]
 
     def decompress(self, payloads: list[bytes], qualities: list[int], bases: np.ndarray) -> np.ndarray:
         """N x H x W x 3 uint8 faces from payloads coded at `qualities` against `bases` (N x H x W x 3;
@@ -284,14 +284,15 @@ class EnhancementCodec:
         for q in qualities:
             if not 1 <= q <= self.qualities:
                 raise BitstreamError(f"the header names enhancement quality {q}; this model has 1..{self.qualities}")
-        y_hat = np.stack([self._decompress_one(p, q - 1, (self.net.m, h // f, w // f)) for p, q in zip(payloads, qualities)])
+        y_hat = np.stack([self.decode_latent(p, q - 1, (self.net.m, h // f, w // f)) for p, q in zip(payloads, qualities)])
         b = _tensor(bases) if self.mode != "single" else None
         with torch.inference_mode():
             out = self.net.synthesise(torch.from_numpy(y_hat.astype(np.float32)), b, self.net.contexts(b))
         return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
 
-    def _compress_one(self, y: np.ndarray, z: np.ndarray, q: int) -> bytes:
-        """The payload for one face's latent y (M x h x w) and hyper-latent z at 0-based quality q."""
+    def encode_latent(self, y: np.ndarray, z: np.ndarray, q: int) -> tuple[bytes, np.ndarray]:
+        """(payload, dequantized latent the decoder will rebuild) for one face's latent y (M x h x w)
+        and hyper-latent z at 0-based quality q."""
         import constriction
 
         zc = np.arange(z.shape[0])[:, None, None].repeat(z.shape[1], 1).repeat(z.shape[2], 2)
@@ -311,9 +312,9 @@ class EnhancementCodec:
             y_sym[:, where] = flat_sym
             known[:, where] = ((sym + means) / gains)[:, where]
         check = symbol_check(y_sym)
-        return check.to_bytes(2, "big") + enc.get_compressed().astype("<u4").tobytes()
+        return check.to_bytes(2, "big") + enc.get_compressed().astype("<u4").tobytes(), known
 
-    def _decompress_one(self, payload: bytes, q: int, latent_shape: tuple[int, int, int]) -> np.ndarray:
+    def decode_latent(self, payload: bytes, q: int, latent_shape: tuple[int, int, int]) -> np.ndarray:
         """The dequantized latent (M x h x w); a payload that does not decode to what was encoded
         raises BitstreamError."""
         import constriction

@@ -2,7 +2,9 @@
 
     python -m scalableface.train.export --name sface-base-v1 --rates 1 2 3 4 --default-rate 3
 
-Reads <cache>/identity_r<k>_export.npz (train/identity.py) and <cache>/texture.pt (train/texture.py).
+Reads <cache>/identity_r<k>_export.npz (train/identity.py) and <cache>/texture.pt (train/texture.py),
+or, with --texture-from MODEL, the appearance codec and generator of an installed model (a new
+identity codec beside an unchanged texture stage).
 The compare threshold is the one scalar taken from LFW: the distance that best separates all 6,000
 View-2 pairs for the default rate point's decoded descriptors (as dlib did for its 0.6).
 """
@@ -47,6 +49,7 @@ def main(argv=None):
     ap.add_argument("--default-rate", type=int, required=True)
     ap.add_argument("--summary", default="face codec: identity + appearance base layer (UTKFace, non-commercial research)")
     ap.add_argument("--lfw", type=Path, default=None)
+    ap.add_argument("--texture-from", default=None, help="take the appearance codec and generator from this installed model")
     ap.add_argument("--out", type=Path, default=REPO_MODELS)
     args = ap.parse_args(argv)
     cache = cache_dir()
@@ -54,12 +57,19 @@ def main(argv=None):
     tensors: dict[str, np.ndarray] = {}
     for r in args.rates:
         tensors |= dict(np.load(cache / f"identity_r{r}_export.npz"))
-    ck = torch.load(cache / "texture.pt", weights_only=True)
-    net = TextureNet(ck["args"]["latent"], ck["args"]["width"])
-    net.load_state_dict(ck["net"])
-    tensors |= export_texture(net)
-    config = {"identity_rates": args.rates, "default_rate": args.default_rate, "appearance_latent": ck["args"]["latent"],
-              "texture_width": ck["args"]["width"], "texture_steps": ck["step"]}
+    if args.texture_from:
+        from ..models import find, load
+
+        source_tensors, source_config = load(find(args.texture_from))
+        tensors |= {k: v for k, v in source_tensors.items() if k.startswith(("appearance.", "generator."))}
+        texture = {k: source_config[k] for k in ("appearance_latent", "texture_width", "texture_steps")}
+    else:
+        ck = torch.load(cache / "texture.pt", weights_only=True)
+        net = TextureNet(ck["args"]["latent"], ck["args"]["width"])
+        net.load_state_dict(ck["net"])
+        tensors |= export_texture(net)
+        texture = {"appearance_latent": ck["args"]["latent"], "texture_width": ck["args"]["width"], "texture_steps": ck["step"]}
+    config = {"identity_rates": args.rates, "default_rate": args.default_rate} | texture
     config["threshold"], config["threshold_vs_uncompressed"] = lfw_thresholds(
         BaseLayer(tensors, config | {"threshold": 0}), args.default_rate, args.lfw or data_dir() / "lfw")
 

@@ -50,13 +50,36 @@ class IdentityNet(nn.Module):
         return self.synthesis(y_round) / INPUT_SCALE, likelihoods
 
 
-def load_descriptors(cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training descriptors: of each crop, of its mirror and their average (the encoder codes the
-    average; the single ones triple the data); validation: the averages of the held-out images."""
-    d = np.load(cache / "utk_desc.npy").astype(np.float32)  # (N, 2, 128): original and mirrored crop
-    train = d[:-VALIDATION]
-    train = np.concatenate([train[:, 0], train[:, 1], train.mean(axis=1)])
-    return torch.from_numpy(train), torch.from_numpy(d[-VALIDATION:].mean(axis=1))
+def load_views(cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training descriptors as N faces x V views x 128: each crop, its mirror and their average (what
+    the encoder codes), then the imperfect views of train.prepare --augment where they exist, for
+    UTKFace less its validation images and, when prepared, utkface-extra; validation: the flip
+    averages of the held-out images."""
+    views, val = [], None
+    for name in ("utk", "utkx"):
+        if not (cache / f"{name}_desc.npy").exists():
+            continue
+        d = np.load(cache / f"{name}_desc.npy").astype(np.float32)  # (N, 2, 128): crop and mirror
+        aug = sorted(cache.glob(f"{name}_aug*_desc.npy"))
+        v = np.concatenate([d, d.mean(axis=1, keepdims=True)] + [np.load(f)[:, None] for f in aug], axis=1)
+        if name == "utk":
+            v, val = v[:-VALIDATION], d[-VALIDATION:].mean(axis=1)
+        views.append(v)
+    if val is None:
+        raise SystemExit(f"no {cache / 'utk_desc.npy'}: run python -m scalableface.train.prepare first")
+    width = min(v.shape[1] for v in views)  # sets prepared with fewer views use that many
+    return torch.from_numpy(np.concatenate([v[:, :width] for v in views])), torch.from_numpy(val)
+
+
+def pair_loss(d_hat: torch.Tensor, d: torch.Tensor, threshold: float = 0.6, width: float = 0.15) -> torch.Tensor:
+    """How much decoding moves the distances between the faces of a batch, weighted towards pairs
+    near the verification threshold: both decoded (compressed gallery) and one decoded against the
+    other's original (uncompressed gallery)."""
+    true = torch.cdist(d, d)
+    weight = torch.exp(-(((true - threshold) / width) ** 2) / 2)
+    both = torch.cdist(d_hat, d_hat) - true
+    cross = torch.cdist(d_hat, d) - true
+    return (weight * (both ** 2 + cross ** 2)).sum() / weight.sum()
 
 
 def evaluate(net: IdentityNet, d: torch.Tensor) -> dict:
@@ -88,37 +111,46 @@ def export(net: IdentityNet, rate: int) -> dict[str, np.ndarray]:
     return out | table_tensors(p, net.entropy_bottleneck)
 
 
-def train(rate: int, lmbda: float, steps: int, latent: int, batch: int, save_every: int, cache: Path, log) -> IdentityNet:
+def train(rate: int, lmbda: float, steps: int, latent: int, batch: int, save_every: int, cache: Path, log,
+          pair_weight: float = 0.0, hidden: int = 256) -> IdentityNet:
+    """Each step takes batch/2 faces and two random views of each (so the batch holds pairs of the
+    same face as well as of different faces) and minimises bits + lmbda * (squared error +
+    pair_weight * pair_loss)."""
     torch.manual_seed(rate)
-    train_d, val_d = load_descriptors(cache)
+    train_v, val_d = load_views(cache)
     ckpt_path = cache / f"identity_r{rate}.pt"
-    net = IdentityNet(latent)
+    net = IdentityNet(latent, hidden)
     opt, aux_opt = optimizers(net, 1e-3)
     step = 0
+    settings = {"lmbda": lmbda, "latent": latent, "hidden": hidden, "pair_weight": pair_weight}
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
-        if ck["lmbda"] == lmbda and ck["latent"] == latent:
+        if all(ck.get(k) == v for k, v in settings.items()):
             net.load_state_dict(ck["net"])
             opt.load_state_dict(ck["opt"])
             aux_opt.load_state_dict(ck["aux_opt"])
             step = ck["step"]
     gen = torch.Generator().manual_seed(1000 + step)
+    n, v = train_v.shape[:2]
     while step < steps:
         lr = 1e-3 if step < 0.8 * steps else 1e-4
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = torch.randint(len(train_d), (batch,), generator=gen)
-        d = train_d[idx]
+        faces = torch.randint(n, (batch // 2,), generator=gen).repeat(2)
+        d = train_v[faces, torch.randint(v, (len(faces),), generator=gen)]
         d_hat, lik = net(d)
         bits = -torch.log2(lik).sum(1).mean()
         mse = ((d_hat - d) ** 2).sum(1).mean()
-        train_step(net, bits + lmbda * mse, opt, aux_opt)
+        loss = bits + lmbda * mse
+        if pair_weight:
+            loss = loss + lmbda * pair_weight * pair_loss(d_hat, d)
+        train_step(net, loss, opt, aux_opt)
         step += 1
         if step % save_every == 0 or step == steps:
-            v = evaluate(net, val_d)
-            log({"rate": rate, "step": step, "train_bits": float(bits.detach()), "train_mse": float(mse.detach()), **{f"val_{k}": x for k, x in v.items()}})
+            ev = evaluate(net, val_d)
+            log({"rate": rate, "step": step, "train_bits": float(bits.detach()), "train_mse": float(mse.detach()), **{f"val_{k}": x for k, x in ev.items()}})
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                        "step": step, "lmbda": lmbda, "latent": latent}, ckpt_path)
+                        "step": step, **settings}, ckpt_path)
     return net
 
 
@@ -128,6 +160,9 @@ def main(argv=None):
     ap.add_argument("--lmbda", type=float, required=True, help="weight of the descriptor error against bits")
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--latent", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers of each MLP")
+    ap.add_argument("--pair-weight", type=float, default=0.0,
+                    help="weight of the distance-preservation loss (pair_loss) beside the squared error")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--save-every", type=int, default=1000)
     ap.add_argument("--cache", type=Path, default=None, help="folder with utk_desc.npy (default: the sface cache)")
@@ -144,7 +179,8 @@ def main(argv=None):
         with open(log_path, "a") as f:
             f.write(line + "\n")
 
-    net = train(args.rate, args.lmbda, args.steps, args.latent, args.batch, args.save_every, cache, log)
+    net = train(args.rate, args.lmbda, args.steps, args.latent, args.batch, args.save_every, cache, log,
+                args.pair_weight, args.hidden)
     np.savez(cache / f"identity_r{args.rate}_export.npz", **export(net, args.rate))
 
 
