@@ -13,6 +13,7 @@ from pathlib import Path
 import constriction
 import numpy as np
 import pytest
+from PIL import Image
 
 from scalableface import models
 from scalableface.errors import ModelError
@@ -50,9 +51,11 @@ def test_spec_decoder_reads_the_golden_files(folder, entry):
         models.find(entry["model_id"])
     except ModelError:
         pytest.skip(f"model {entry['model']} is not installed")
-    got = sd.decode_symbols((folder / entry["file"]).read_bytes(), ROOT / "models")
+    got = sd.decode((folder / entry["file"]).read_bytes(), ROOT / "models")
     assert got["symbols"] == entry["symbols"]
     assert got["descriptor"] == entry["descriptor"]
+    reference = np.asarray(Image.open(folder / entry["png"]).convert("RGB"), np.int16)
+    assert np.abs(got["image"].astype(np.int16) - reference).max() <= 1  # float32 networks (spec section 8)
 
 
 def test_the_specs_scale_table_is_the_codecs():
@@ -112,15 +115,16 @@ def test_range_encoder_words_are_constrictions():
 
 
 def test_spec_decoder_reads_the_checkerboard_configuration():
-    """A 3-stage checkerboard network (as sface-v3 is) with untrained weights and sface-v2's tables:
-    the spec's two coding passes give the codec's symbols."""
+    """A 3-stage checkerboard network (as sface-v3 is; conditional, the one mode no shipped model
+    uses) with untrained weights and sface-v2's tables: the spec's two coding passes give the codec's
+    symbols, and its synthesis the codec's pixels."""
     import torch
 
     from scalableface.layers.enhance import EnhanceNet
 
     torch.manual_seed(0)
     tensors, _ = models.load(models.find("sface-v2"))
-    shape = {"mode": "residual", "n": 16, "m": 24, "nz": 32, "ctx": 8, "qualities": 3, "stages": 3, "context": "checkerboard"}
+    shape = {"mode": "conditional", "n": 16, "m": 24, "nz": 32, "ctx": 8, "qualities": 3, "stages": 3, "context": "checkerboard"}
     net = EnhanceNet(shape["mode"], shape["n"], shape["m"], shape["nz"], shape["ctx"], shape["qualities"],
                      shape["stages"], shape["context"])
     with torch.no_grad():
@@ -133,8 +137,12 @@ def test_spec_decoder_reads_the_checkerboard_configuration():
     crops = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
     bases = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
     for quality in (1, 3):
-        for payload in codec.compress(crops, bases, quality):
+        payloads = codec.compress(crops, bases, quality)
+        images = codec.decompress(payloads, [quality] * len(payloads), bases)
+        for payload, base, image in zip(payloads, bases, images):
             latent = codec.decode_latent(payload, quality, 128)
-            z, y = sd.enhancement_symbols(payload, quality, 128, model, config)
+            z, y, y_hat = sd.enhancement_symbols(payload, quality, 128, model, config)
             assert len(np.unique(y)) > 10
             assert np.array_equal(z, latent.z_symbols) and np.array_equal(y, latent.y_symbols)
+            ours = sd.synthesise(y_hat, base, model, config).astype(np.int16)
+            assert np.abs(ours - image).max() <= 1

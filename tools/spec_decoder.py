@@ -2,12 +2,13 @@
 safetensors and the standard library, and nothing of the scalableface package. It checks the
 specification, not the package: tests/test_spec_decoder.py decodes the golden files with it.
 
-    python tools/spec_decoder.py FILE.sfc [--models DIR]      # prints the decoded symbols as JSON
+    python tools/spec_decoder.py FILE.sfc [--models DIR]   # symbols, descriptor, pixels' SHA-256 as JSON
 
 It reads the container (spec sections 1, 2 and 6), finds the model set through the models folder's
 manifest (section 4), decodes the identity and appearance layers (3.1) and the identity descriptor
-(7.1), and decodes the enhancement layer to its z and y symbols (3.2 and 7.3), with the range coder
-of section 3.3 and the hyper-synthesis and entropy-parameter networks run in float64.
+(7.1), decodes the enhancement layer to its z and y symbols (3.2 and 7.3), with the range coder
+of section 3.3 and the hyper-synthesis and entropy-parameter networks run in float64, and decodes
+the top layer to pixels with the generator and the synthesis network (7.2, 7.4, 7.5) in float32.
 """
 
 from __future__ import annotations
@@ -277,8 +278,8 @@ def symbol_check(y: np.ndarray) -> int:
 
 
 def enhancement_symbols(payload: bytes, quality: int, crop: int, tensors: dict, config: dict,
-                        scale_table: np.ndarray = SCALE_TABLE) -> tuple[np.ndarray, np.ndarray]:
-    """(z symbols, y symbols) of an enhancement payload."""
+                        scale_table: np.ndarray = SCALE_TABLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z symbols, y symbols, dequantized latent y_hat) of an enhancement payload."""
     e = config["enhancement"]
     stages, context = e.get("stages", 4), e.get("context", "none")
     m, nz = e["m"], e["nz"]
@@ -323,11 +324,60 @@ def enhancement_symbols(payload: bytes, quality: int, crop: int, tensors: dict, 
         known[:, where] = ((y + means) / gains)[:, where]
     if symbol_check(y) != int.from_bytes(payload[:2], "big"):
         raise SpecError("symbols_crc mismatch")
-    return z, y
+    return z, y, known
 
 
-def decode_symbols(data: bytes, models_dir: Path = DEFAULT_MODELS) -> dict:
-    """Every symbol of a file and its identity descriptor, as tests/golden/*/expected.json lists them."""
+# -- sections 7.2, 7.4 and 7.5: pixels (float32) --------------------------------------------------------
+
+
+def gdn(x: np.ndarray, beta: np.ndarray, gamma: np.ndarray, inverse: bool) -> np.ndarray:
+    norm = np.tensordot(gamma**2, x * x, 1) + (beta**2 + np.float32(1e-6))[:, None, None]
+    return x * np.sqrt(norm) if inverse else x / np.sqrt(norm)
+
+
+def to_pixels(v: np.ndarray) -> np.ndarray:
+    """C x H x W float32 in [0, 1] to H x W x C uint8."""
+    return np.floor(np.clip(v * np.float32(255) + np.float32(0.5), 0, 255)).astype(np.uint8).transpose(1, 2, 0)
+
+
+def generate(descriptor: np.ndarray, appearance: np.ndarray, tensors: dict, config: dict) -> np.ndarray:
+    t = {k[len("generator.") :]: v for k, v in tensors.items() if k.startswith("generator.")}
+    w = config["texture_width"]
+    x = np.concatenate([descriptor * np.float32(10), appearance]).astype(np.float32)
+    h = leaky_relu(t["fc.weight"] @ x + t["fc.bias"]).reshape(8 * w, 4, 4)
+    for i in range(5):
+        h = h.repeat(2, 1).repeat(2, 2)
+        for j in (1, 3):
+            if f"ups.{i}.body.{j}.weight" in t:
+                h = leaky_relu(conv2d(h, t[f"ups.{i}.body.{j}.weight"], t[f"ups.{i}.body.{j}.bias"], 1))
+    v = conv2d(h, t["to_rgb.weight"], t["to_rgb.bias"], 1)
+    return to_pixels((np.float32(1) / (np.float32(1) + np.exp(-v))).astype(np.float32))
+
+
+def synthesise(y_hat: np.ndarray, base: np.ndarray, tensors: dict, config: dict) -> np.ndarray:
+    """The decoded crop from the dequantized latent and the base face (H x W x 3 uint8)."""
+    e = config["enhancement"]
+    t = {k[len("enhancement.net.") :]: v for k, v in tensors.items() if k.startswith("enhancement.net.")}
+    stages, mode = e.get("stages", 4), e["mode"]
+    b = base.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+    pyramid, p = [], b - np.float32(0.5)
+    if mode == "conditional":
+        for j in range(stages):
+            p = leaky_relu(conv2d(p, t[f"context.stages.{j}.weight"], t[f"context.stages.{j}.bias"], 2)[:, ::2, ::2])
+            pyramid.append(p)
+    h = y_hat.astype(np.float32)
+    for i in range(stages):
+        if mode == "conditional":
+            h = np.concatenate([h, pyramid[stages - 1 - i]])
+        h = conv_transpose2d(h, t[f"synthesis.{i}.weight"], t[f"synthesis.{i}.bias"])
+        if i < stages - 1:
+            h = gdn(h, t[f"synthesis_gdn.{i}.beta"], t[f"synthesis_gdn.{i}.gamma"], inverse=True)
+    return to_pixels(h + (np.float32(0.5) if mode == "single" else b))
+
+
+def decode(data: bytes, models_dir: Path = DEFAULT_MODELS) -> dict:
+    """Every symbol of a file, its identity descriptor (as tests/golden/*/expected.json lists them)
+    and the crop of its top layer (`image`, H x W x 3 uint8)."""
     f = parse(data)
     h, layers = f["header"], f["layers"]
     tensors, config = load_model(models_dir, h["model_id"])
@@ -336,13 +386,19 @@ def decode_symbols(data: bytes, models_dir: Path = DEFAULT_MODELS) -> dict:
         raise SpecError("the model lacks the file's base rate point")
     out = {"identity": arithmetic_decode(layers[0], tables(tensors, f"identity.r{rate}."))}
     descriptor = identity_descriptor(out["identity"], tensors, rate)
+    appearance = tensors["appearance.medians"]  # the typical appearance of section 3.1
     if len(layers) > 1:
         out["appearance"] = arithmetic_decode(layers[1], tables(tensors, "appearance."))
+        appearance = np.asarray(out["appearance"], np.float32) + appearance
+    if h["crop_size"] != 128:
+        raise SpecError("the model decodes 128x128 crops")
+    image = generate(descriptor, appearance, tensors, config)
     if len(layers) > 2:
-        z, y = enhancement_symbols(layers[2], h["quality"], h["crop_size"], tensors, config)
+        z, y, y_hat = enhancement_symbols(layers[2], h["quality"], h["crop_size"], tensors, config)
         out["enhancement_z"] = {"shape": list(z.shape), "values": z.ravel().tolist()}
         out["enhancement_y"] = {"shape": list(y.shape), "values": y.ravel().tolist()}
-    return {"symbols": out, "descriptor": descriptor.tolist()}
+        image = synthesise(y_hat, image, tensors, config)
+    return {"symbols": out, "descriptor": descriptor.tolist(), "image": image}
 
 
 def main(argv=None) -> int:
@@ -351,7 +407,10 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="a models folder with MANIFEST.json")
     args = ap.parse_args(argv)
     try:
-        print(json.dumps(decode_symbols(args.file.read_bytes(), args.models)))
+        out = decode(args.file.read_bytes(), args.models)
+        image = out.pop("image")
+        out["pixels_sha256"] = hashlib.sha256(image.tobytes()).hexdigest()
+        print(json.dumps(out))
     except (SpecError, OSError, KeyError) as e:
         print(f"spec_decoder: error: {e}", file=sys.stderr)
         return 1
