@@ -1,6 +1,7 @@
 """End to end with the shipped model set: encode, decode, strip, extract features, compare."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import scalableface as sf
 from scalableface import codec, container
 from scalableface.cli import main
 from scalableface.container import LayerType
-from scalableface.errors import InputError, ModelError
+from scalableface.errors import BitstreamError, InputError, ModelError
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,14 @@ def test_unknown_model_is_refused_clearly(sfc):
     bad[end - 2 : end] = struct.pack(">H", binascii.crc_hqx(bytes(bad[: end - 2]), 0))
     with pytest.raises(ModelError, match="not installed"):
         sf.extract_features(bytes(bad))
+
+
+def test_a_crop_size_the_model_does_not_decode_is_refused(sfc):
+    f = container.parse(sfc)
+    other = container.pack(replace(f.header, crop_size=256), [(l.type, l.payload) for l in f.layers])
+    with pytest.raises(BitstreamError, match="256x256 crop"):
+        sf.decode(other)
+    assert np.array_equal(sf.extract_features(other), sf.extract_features(sfc))  # the descriptor needs no crop
 
 
 def test_faceless_image_is_an_input_error(tmp_path):

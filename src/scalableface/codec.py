@@ -21,7 +21,7 @@ import numpy as np
 
 from . import container, models
 from .container import Header, LayerType, SfcFile, Transform
-from .errors import InputError, SfaceError
+from .errors import BitstreamError, InputError, SfaceError
 from .layers.base import BaseLayer
 
 CROP_SIZE = 128  # the crop every model of this release codes (align.CROP_SIZE, without importing dlib)
@@ -199,6 +199,10 @@ def decode_many(sources: Sequence[Source], *, layer: str = "full") -> list[Decod
     if layer not in ("base", "full"):
         raise SfaceError("layer must be 'base' or 'full'")
     files = [_parse(s) for s in sources]
+    for f in files:
+        if f.header.crop_size != CROP_SIZE:  # the networks decode one crop size (bitstream_spec.md, 1.2)
+            raise BitstreamError(f"the file codes a {f.header.crop_size}x{f.header.crop_size} crop; "
+                                 f"this release's models decode {CROP_SIZE}x{CROP_SIZE}")
     out: list[Optional[Decoded]] = [None] * len(files)
     by_model: dict[bytes, list[int]] = {}
     for i, f in enumerate(files):

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 from .errors import BitstreamError
 
 MAGIC = b"SFC"
-MAJOR, MINOR = 1, 1  # 1.1 defines the enhancement substream; the container is as in 1.0
+MAJOR, MINOR = 1, 2  # 1.2: the enhancement layer may use a checkerboard context; the container is as in 1.0
 FLAG_TRANSFORM = 0x01
 HEADER_SIZE = 14
 TRANSFORM_SIZE = 28

@@ -272,7 +272,7 @@ class EnhancementCodec:
             y = self.net.analyse(x, b)
             z = self.net.hyper_analysis(y)
         y, z = y.double().numpy(), z.double().numpy()
-        return [self.encode_latent(y[i], z[i], quality - 1)[0] for i in range(len(y))]
+        return [self.encode_latent(y[i], z[i], quality)[0] for i in range(len(y))]
 
     def decompress(self, payloads: list[bytes], qualities: list[int], bases: np.ndarray) -> np.ndarray:
         """N x H x W x 3 uint8 faces from payloads coded at `qualities` against `bases` (N x H x W x 3;
@@ -284,20 +284,20 @@ class EnhancementCodec:
         for q in qualities:
             if not 1 <= q <= self.qualities:
                 raise BitstreamError(f"the header names enhancement quality {q}; this model has 1..{self.qualities}")
-        y_hat = np.stack([self.decode_latent(p, q - 1, (self.net.m, h // f, w // f)) for p, q in zip(payloads, qualities)])
+        y_hat = np.stack([self._decompress_one(p, q - 1, (self.net.m, h // f, w // f)).values for p, q in zip(payloads, qualities)])
         b = _tensor(bases) if self.mode != "single" else None
         with torch.inference_mode():
             out = self.net.synthesise(torch.from_numpy(y_hat.astype(np.float32)), b, self.net.contexts(b))
         return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
 
-    def encode_latent(self, y: np.ndarray, z: np.ndarray, q: int) -> tuple[bytes, np.ndarray]:
+    def encode_latent(self, y: np.ndarray, z: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
         """(payload, dequantized latent the decoder will rebuild) for one face's latent y (M x h x w)
-        and hyper-latent z at 0-based quality q."""
+        and hyper-latent z at `quality` (1..qualities)."""
         import constriction
 
         zc = np.arange(z.shape[0])[:, None, None].repeat(z.shape[1], 1).repeat(z.shape[2], 2)
         z_sym = self.z_tables.clamp(np.rint(z - self.z_medians[:, None, None]).astype(np.int64), zc)
-        hyper, gains = self._start(z_sym, q)
+        hyper, gains = self._start(z_sym, quality - 1)
         enc = constriction.stream.queue.RangeEncoder()
         for c in range(z.shape[0]):
             enc.encode((z_sym[c].ravel() - self.z_tables.offsets[c]).astype(np.int32), self.z_tables.models[c])
@@ -314,9 +314,17 @@ class EnhancementCodec:
         check = symbol_check(y_sym)
         return check.to_bytes(2, "big") + enc.get_compressed().astype("<u4").tobytes(), known
 
-    def decode_latent(self, payload: bytes, q: int, latent_shape: tuple[int, int, int]) -> np.ndarray:
-        """The dequantized latent (M x h x w); a payload that does not decode to what was encoded
-        raises BitstreamError."""
+    def decode_latent(self, payload: bytes, quality: int, crop_size: int) -> "DecodedLatent":
+        """The symbols and the dequantized latent of one payload coded at `quality` (1..qualities)
+        for a crop_size x crop_size crop: what the golden files record."""
+        f = 2 ** self.net.stages
+        if crop_size % self.net.granule or not 1 <= quality <= self.qualities:
+            raise BitstreamError(f"no enhancement latent for quality {quality} of a {crop_size}x{crop_size} crop")
+        return self._decompress_one(payload, quality - 1, (self.net.m, crop_size // f, crop_size // f))
+
+    def _decompress_one(self, payload: bytes, q: int, latent_shape: tuple[int, int, int]) -> "DecodedLatent":
+        """The symbols and dequantized latent (M x h x w); a payload that does not decode to what
+        was encoded raises BitstreamError."""
         import constriction
 
         if len(payload) < 2 or (len(payload) - 2) % 4:
@@ -344,7 +352,14 @@ class EnhancementCodec:
         if symbol_check(y_sym) != int.from_bytes(payload[:2], "big"):
             raise BitstreamError("enhancement layer decodes to different symbols than were coded "
                                  "(corrupted data, or this machine computes the entropy model differently)")
-        return known
+        return DecodedLatent(z_sym, y_sym, known)
+
+
+@dataclass(frozen=True)
+class DecodedLatent:
+    z_symbols: np.ndarray  # Nz x h/4 x w/4 int64
+    y_symbols: np.ndarray  # M x h x w int64
+    values: np.ndarray  # M x h x w float64: the dequantized latent the synthesis transform sees
 
 
 def _tensor(images: np.ndarray) -> torch.Tensor:
