@@ -18,7 +18,7 @@ from scalableface.train import identity, texture
 def cache(tmp_path_factory):
     d = tmp_path_factory.mktemp("cache")
     rng = np.random.default_rng(0)
-    n = identity.VALIDATION + 24
+    n = identity.UTK_VALIDATION + 24
     desc = (rng.normal(0, 0.12, (n, 1, 128)) + rng.normal(0, 0.02, (n, 2, 128))).astype(np.float32)
     np.save(d / "utk_desc.npy", desc)
     crops = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
@@ -43,6 +43,43 @@ def test_identity_training_runs_resumes_and_exports(cache):
     payload = entropy.encode(q[0].tolist(), codec.tables)
     assert np.array_equal(codec.decode_symbols(payload), q[0])
     assert codec.reconstruct(q).shape == (5, 128)
+
+
+def test_identity_training_reads_imperfect_views_and_extra_faces(cache, tmp_path):
+    fresh = tmp_path / "views"
+    fresh.mkdir()
+    (fresh / "utk_desc.npy").symlink_to(cache / "utk_desc.npy")
+    n = identity.UTK_VALIDATION + 24
+    rng = np.random.default_rng(1)
+    np.save(fresh / "utk_aug0_desc.npy", rng.normal(0, 0.12, (n, 128)).astype(np.float32))
+    np.save(fresh / "utkx_desc.npy", rng.normal(0, 0.12, (10, 2, 128)).astype(np.float32))
+    np.save(fresh / "utkx_aug0_desc.npy", rng.normal(0, 0.12, (10, 128)).astype(np.float32))
+    train, val = identity.load_views(fresh)
+    # 24 training faces of UTKFace and 10 of the extra set; crop, mirror, average and one view each
+    assert tuple(train.shape) == (34, 4, 128) and tuple(val.shape) == (identity.UTK_VALIDATION, 128)
+    assert np.allclose(train[0, 3].numpy(), np.load(fresh / "utk_aug0_desc.npy")[0])
+    args = ["--rate", "2", "--lmbda", "300", "--latent", "8", "--batch", "32", "--save-every", "5", "--cache", str(fresh),
+            "--pair-weight", "1", "--steps", "5"]
+    identity.main(args)
+    assert [r["step"] for r in log_lines(fresh / "identity_r2.log")] == [5]
+
+
+def test_pair_loss_counts_only_moved_distances():
+    import torch
+
+    d = torch.randn(8, 128) * 0.1
+    assert float(identity.pair_loss(d, d)) == 0
+    assert float(identity.pair_loss(d + 0.05 * torch.randn(8, 128), d)) > 0
+
+
+def test_imperfect_views_are_deterministic_and_change_the_crop():
+    from scalableface.augment import views
+
+    crops = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    a, b = views(crops, seed=0), views(crops, seed=0)
+    assert np.array_equal(a, b) and a.shape == crops.shape and a.dtype == np.uint8
+    assert not np.array_equal(a, crops) and not np.array_equal(a, views(crops, seed=1))
+    assert np.array_equal(views(crops[1:], seed=0, start=1), a[1:])  # a view depends on the crop's index, not the chunk
 
 
 def test_texture_training_runs_and_exports(cache):

@@ -31,6 +31,7 @@ def spread(paths: Sequence[Path], limit: int) -> list[Path]:
     return paths
 
 
+UTK_VALIDATION = 500  # the last images of the sorted UTKFace list: every stage validates on them, none trains on them
 SHARP_FACES = 1000  # photos of utkface-extra in the benchmark's sharp set, never trained on
 
 

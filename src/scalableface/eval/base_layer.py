@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .. import container, entropy
 from ..container import Header, LayerType
 from ..entropy import FrequencyTable
-from ..facesets import aligned_crops, reference_descriptors
+from ..facesets import UTK_VALIDATION, aligned_crops, reference_descriptors
 from ..layers.base import BaseLayer
 from .lfw import Pairs, read_pairs, verification_accuracy
 
@@ -60,6 +60,9 @@ def psnr_msssim(ref: np.ndarray, out: np.ndarray, chunk: int = 256) -> tuple[flo
     return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
 
 
+DEGRADED_SEED = 99  # the LFW robustness probe's views (training views use seeds 0, 1, ...)
+
+
 def grid(rows: list[np.ndarray], columns: int = 10) -> np.ndarray:
     """One image: each entry of rows is N x 128 x 128 x 3; the first `columns` of each, side by side."""
     return np.concatenate([np.concatenate(list(r[:columns]), axis=1) for r in rows], axis=0)
@@ -69,10 +72,18 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
              grid_path=None) -> dict:
     from ..recognizer import describe
 
+    from ..augment import views
+
     pairs = read_pairs(lfw)
     crops, _ = aligned_crops("lfw", pairs.images, 128, workers)
     ref = reference_descriptors("lfw", crops).mean(axis=1)  # the flip-averaged descriptor the encoder codes
-    out = {"images": len(pairs.images), "reference_flip": _acc(pairs, ref), "rates": [], "anchors": []}
+    # faces the codec never saw the like of: held-out UTKFace, and LFW degraded (augment.views: jitter,
+    # blur, noise, JPEG, colour, mirror) as a robustness probe
+    validation = utk_descriptors[-UTK_VALIDATION:]
+    degraded = reference_descriptors("lfw-degraded", np.concatenate(
+        [views(crops[i : i + 256], seed=DEGRADED_SEED, start=i) for i in range(0, len(crops), 256)])).mean(axis=1)
+    out = {"images": len(pairs.images), "reference_flip": _acc(pairs, ref), "reference_degraded": _acc(pairs, degraded),
+           "rates": [], "anchors": []}
     shown = np.linspace(0, len(crops) - 1, 10).astype(int)  # spread over the alphabet: different people
     rows = [np.asarray(crops[shown])]
 
@@ -109,6 +120,10 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
             "identity_accuracy": _acc(pairs, decoded),
             # a compressed probe against an uncompressed gallery, as when matching against dlib descriptors
             "identity_vs_uncompressed_accuracy": _acc(pairs, decoded, ref),
+            "degraded_identity_accuracy": _acc(pairs, codec.reconstruct(codec.quantize(degraded))),
+            # mean L2 distance between decoded and coded descriptor: a generalization gap shows here
+            "descriptor_error": {name: float(np.linalg.norm(codec.reconstruct(codec.quantize(d)) - d, axis=1).mean())
+                                 for name, d in (("lfw", ref), ("utk_validation", validation), ("lfw_degraded", degraded))},
             "generated_accuracy": _acc(pairs, describe(generated)),
             "generated_psnr_rgb": psnr,
             "generated_ms_ssim_win7": msssim,

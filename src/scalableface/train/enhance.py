@@ -25,7 +25,7 @@ from ..layers.enhance import CONTEXTS, MODES, EnhanceNet, anchor_mask, scale_tab
 from ..paths import cache_dir
 from .common import log_line, optimizers, resume, round_with_noisy_rate, save_checkpoint, table_tensors
 from .common import step as train_step
-from .identity import VALIDATION
+from ..facesets import UTK_VALIDATION
 
 # one lambda per trained quality: 0.0008 to 0.39, so that the top quality reaches ~2 bpp and the lowest ~0.08
 LAMBDAS = tuple(round(0.0008 * 2.17 ** i, 6) for i in range(9))
@@ -198,10 +198,10 @@ def main(argv=None):
     else:
         desc = np.load(cache / "utk_desc.npy").mean(axis=1).astype(np.float32)
         bases = base_faces("utk", crops, desc, cache)
-    train_crops, train_bases = crops[:-VALIDATION], bases[:-VALIDATION]
+    train_crops, train_bases = crops[:-UTK_VALIDATION], bases[:-UTK_VALIDATION]
     if args.limit:
         train_crops, train_bases = train_crops[: args.limit], train_bases[: args.limit]
-    val_x, val_b = to_tensor(crops[-VALIDATION:][:64]), to_tensor(bases[-VALIDATION:][:64])
+    val_x, val_b = to_tensor(crops[-UTK_VALIDATION:][:64]), to_tensor(bases[-UTK_VALIDATION:][:64])
     if args.mode == "single":
         val_b = None
 

@@ -2,10 +2,12 @@
 
     python -m scalableface.train.identity --rate 2 --lmbda 3000
 
-Data: the reference recognizer's flip-averaged descriptors of the UTKFace crops, made by
-`python -m scalableface.train.prepare`. The loss is bits per face + lmbda * squared L2 error of the
-decoded descriptor, so lmbda sets the rate point. Resumable: a checkpoint is written every
---save-every steps to <cache>/identity_r<k>.pt and picked up again when the command is re-run.
+Data: the reference recognizer's descriptors of the UTKFace crops (each crop, its mirror, their
+average) made by `python -m scalableface.train.prepare`, plus, where prepared (`--extra --augment K`),
+utkface-extra and K imperfect views of every crop. The loss is bits per face + lmbda * (squared L2
+error of the decoded descriptor + pair_weight * pair_loss), so lmbda sets the rate point.
+Resumable: a checkpoint is written every --save-every steps to <cache>/identity_r<k>.pt and picked
+up again when the command is re-run with the same settings.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
+from ..facesets import UTK_VALIDATION
 from ..paths import cache_dir
 from ..layers.identity import DESCRIPTOR_DIMS
 from .common import optimizers, round_with_noisy_rate, table_tensors
 from .common import step as train_step
 
-VALIDATION = 500  # the last images of the sorted UTKFace list, never trained on
 INPUT_SCALE = 10.0  # descriptor entries are ~0.1; this brings them near unit scale
 
 
@@ -63,7 +65,7 @@ def load_views(cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
         aug = sorted(cache.glob(f"{name}_aug*_desc.npy"))
         v = np.concatenate([d, d.mean(axis=1, keepdims=True)] + [np.load(f)[:, None] for f in aug], axis=1)
         if name == "utk":
-            v, val = v[:-VALIDATION], d[-VALIDATION:].mean(axis=1)
+            v, val = v[:-UTK_VALIDATION], d[-UTK_VALIDATION:].mean(axis=1)
         views.append(v)
     if val is None:
         raise SystemExit(f"no {cache / 'utk_desc.npy'}: run python -m scalableface.train.prepare first")

@@ -4,7 +4,7 @@
 
 Every training stage reads these arrays; LFW is never touched here. `--extra` also prepares
 utkface-extra (set "utkx"), leaving out the benchmark's sharp set (facesets.sharp_files), and
-`--augment K` adds the descriptors of K imperfect views of every crop (train.augment) for the
+`--augment K` adds the descriptors of K imperfect views of every crop (scalableface.augment) for the
 identity codec: <cache>/<set>_aug<k>_desc.npy, one file per view, so an interrupted run resumes.
 """
 
@@ -41,7 +41,7 @@ def augmented_descriptors(name: str, crops: np.ndarray, views: int) -> None:
     from tqdm import tqdm
 
     from ..recognizer import describe
-    from .augment import views as make_views
+    from ..augment import views as make_views
 
     for k in range(views):
         out_file = cache_dir() / f"{name}_aug{k}_desc.npy"

@@ -26,7 +26,7 @@ from ..paths import cache_dir
 from ..recognizer import descriptor_from_crops, load_recognizer
 from .common import log_line, optimizers, resume, round_with_noisy_rate, save_checkpoint, table_tensors
 from .common import step as train_step
-from .identity import VALIDATION
+from ..facesets import UTK_VALIDATION
 
 DESCRIPTOR_NOISE = 0.01
 
@@ -105,11 +105,11 @@ def main(argv=None):
 
     crops = np.load(cache / "utk_crops.npy", mmap_mode="r")
     desc = np.load(cache / "utk_desc.npy").mean(axis=1).astype(np.float32)
-    train_crops, train_desc = crops[:-VALIDATION], desc[:-VALIDATION]
+    train_crops, train_desc = crops[:-UTK_VALIDATION], desc[:-UTK_VALIDATION]
     if args.limit:
         train_crops, train_desc = train_crops[: args.limit], train_desc[: args.limit]
-    val_x = torch.from_numpy(np.array(crops[-VALIDATION:][:64])).permute(0, 3, 1, 2).float() / 255
-    val_d = torch.from_numpy(desc[-VALIDATION:][:64])
+    val_x = torch.from_numpy(np.array(crops[-UTK_VALIDATION:][:64])).permute(0, 3, 1, 2).float() / 255
+    val_d = torch.from_numpy(desc[-UTK_VALIDATION:][:64])
 
     recognizer = load_recognizer()
     for p in recognizer.parameters():
