@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .. import entropy
-from ..errors import ModelError
+from ..errors import BitstreamError, ModelError
 from .identity import IdentityCodec, load_identity_codec
 
 
@@ -116,7 +116,10 @@ class BaseLayer:
         """The appearance latent; without the layer, the median of every dimension (a typical face)."""
         if payload is None:
             return self.appearance_medians.copy()
-        q = np.array(entropy.decode(payload, self.appearance_tables), np.float32)
+        try:
+            q = np.array(entropy.decode(payload, self.appearance_tables), np.float32)
+        except BitstreamError as e:
+            raise BitstreamError(f"appearance layer: {e}") from None
         return q + self.appearance_medians
 
     def generate(self, descriptors: np.ndarray, appearances: np.ndarray) -> np.ndarray:
