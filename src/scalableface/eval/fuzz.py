@@ -87,8 +87,10 @@ def main(argv=None):
     ap.add_argument("--every", type=int, default=1000, help="save the state every this many cases")
     ap.add_argument("--max-seconds", type=float, default=2.0, help="a case slower than this counts as a hang")
     args = ap.parse_args(argv)
-    photo = args.input or example_photo()
-    sample = codec.encode(str(photo))
+    try:
+        sample = codec.encode(str(args.input or example_photo()))
+    except SfaceError as e:
+        raise SystemExit(f"error: {e}") from None
     codec.decode(sample)  # model loading is not part of any case
     tally = _tally(args.state, args.seed)
     start = tally["next_case"]

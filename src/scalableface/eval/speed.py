@@ -49,7 +49,10 @@ def main(argv=None):
     ap.add_argument("--input", type=Path, default=None,
                     help="photo to copy when LFW is absent (default: the bundled example)")
     args = ap.parse_args(argv)
-    files = sample_files(args.faces, args.quality, args.input)
+    try:
+        files = sample_files(args.faces, args.quality, args.input)
+    except SfaceError as e:
+        raise SystemExit(f"error: {e}") from None
     codec.extract_features(files[0])  # model loading is not part of the rate
     t = time.perf_counter()
     for _ in range(args.repeat):

@@ -123,9 +123,12 @@ class BaseLayer:
         return q + self.appearance_medians
 
     def generate(self, descriptors: np.ndarray, appearances: np.ndarray) -> np.ndarray:
-        """Base textures: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents."""
+        """Base textures: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents, each
+        face the same whatever the batch and the thread count (layers/exact.py)."""
         import torch
 
-        with torch.inference_mode():
-            out = self.generator(torch.from_numpy(np.asarray(descriptors, np.float32)), torch.from_numpy(np.asarray(appearances, np.float32)))
+        from .exact import per_face
+
+        out = per_face(self.generator, torch.from_numpy(np.asarray(descriptors, np.float32)),
+                       torch.from_numpy(np.asarray(appearances, np.float32)))
         return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
