@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import SalvageableError, SfaceError, Terminated
-from .files import IMAGE_SUFFIXES, expand_inputs, read_bytes, write_bytes, write_files
+from .errors import SalvageableError, SfaceError, Terminated, named
+from .files import IMAGE_SUFFIXES, expand_inputs, read_bytes, refuse_existing, write_bytes, write_files
 
 
 def _terminate(signum, frame):
@@ -296,10 +296,8 @@ def extract_features(inputs, output, fmt, aligned, force):
     pairs, passed_over = expand_inputs(inputs, IMAGE_SUFFIXES | {".sfc"})
     fmt = fmt or {".npy": "npy", ".csv": "csv"}.get(Path(output).suffix.lower(), "json")
     outputs = [output] + ([str(Path(output).with_suffix(".files.txt"))] if fmt == "npy" and output != "-" else [])
-    if not force:  # before any work
-        for target in outputs:
-            if target != "-" and os.path.lexists(target):
-                raise SfaceError(f"{target} exists (use --force to overwrite)")
+    if not force:
+        refuse_existing(outputs)  # before any work
     for path, reason in passed_over:
         click.echo(f"sface: error: {path}: passed over: {reason}", err=True)
     names, vecs, failed = [], [], len(passed_over)
@@ -544,7 +542,7 @@ def strip(input, output, layer, force):
     try:
         cut = truncate(read_bytes(input), keep)
     except SfaceError as e:
-        raise SfaceError(str(e) if input in str(e) else f"{input}: {e}") from None
+        raise named(e, input) from None
     write_bytes(output, cut, force=force)
 
 

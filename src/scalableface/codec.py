@@ -21,7 +21,7 @@ import numpy as np
 
 from . import container, models
 from .container import Header, LayerType, SfcFile, Transform
-from .errors import BitstreamError, InputError, SalvageableError, SfaceError
+from .errors import BitstreamError, InputError, SalvageableError, SfaceError, named
 from .layers.base import BaseLayer
 
 CROP_SIZE = 128  # the crop every model of this release codes (align.CROP_SIZE, without importing dlib)
@@ -236,9 +236,7 @@ def decode_many(sources: Sequence[Source], *, layer: str = "full", salvage: bool
     for i, f in enumerate(files):
         by_model.setdefault(f.header.model_id, []).append(i)
     for model_id, idx in by_model.items():
-        base = _base_for(files[idx[0]].header)
-        for i in idx[1:]:
-            _base_for(files[i].header)
+        base = [_base_for(files[i].header) for i in idx][0]  # every header checked
         group = [files[i] for i in idx]
         descriptors = np.stack([_identity_descriptor(f, base) for f in group])
         apps = [f.layer(LayerType.APPEARANCE) for f in group]
@@ -272,9 +270,9 @@ def _enhance(enh, group: list[SfcFile], full: list[int], images: np.ndarray, sal
     try:
         run(full)
         return full
-    except BitstreamError:
+    except BitstreamError as e:
         if not salvage:
-            raise
+            raise SalvageableError(f"{e}; the base layer below it is intact") from None
     decoded = []
     for k in full:  # one by one, to find the layers that do not decode
         try:
@@ -324,7 +322,7 @@ def compare(a: Source, b: Source, *, aligned: bool = False, names: Optional[Sequ
         try:
             descriptors.append(extract_features(source, aligned=aligned, name=label))
         except SfaceError as e:
-            raise type(e)(str(e) if label in str(e) else f"{label}: {e}") from None
+            raise named(e, label) from None
     da, db = descriptors
     _, base = _model()
     dist = float(np.linalg.norm(da - db))

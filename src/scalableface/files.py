@@ -91,6 +91,13 @@ def _commit(tmp: str, target: str, force: bool) -> None:
         raise SfaceError(f"cannot write {target}: {e.strerror}") from None
 
 
+def refuse_existing(targets: Sequence[str]) -> None:
+    """Raise the error a write without --force would, for the first of `targets` that exists (- never does)."""
+    for target in targets:
+        if target != "-" and os.path.lexists(target):
+            raise SfaceError(f"{target} exists (use --force to overwrite)")
+
+
 def write_bytes(target: str, data: bytes, *, force: bool = False) -> None:
     """Write all of `data` or nothing: a temporary file in the same folder, then a rename."""
     write_files([(target, data)], force=force)
@@ -103,9 +110,7 @@ def write_files(outputs: Sequence[tuple[str, bytes]], *, force: bool = False) ->
         write_stdout(outputs[0][1])
         return
     if not force:
-        for target, _ in outputs:
-            if os.path.lexists(target):
-                raise SfaceError(f"{target} exists (use --force to overwrite)")
+        refuse_existing([target for target, _ in outputs])
     temps: list[str] = []
     named: list[str] = []
     try:
