@@ -118,9 +118,10 @@ def test_interrupted_batches_resume_to_the_same_bytes(crop_folder, tmp_path):
         out = tmp_path / sig.name
         p = subprocess.Popen([sys.executable, "-m", "scalableface", *args, str(out)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
+        deadline = time.time() + 600  # a loaded machine can take minutes to start torch in the workers
         while time.time() < deadline and not (out.exists() and any(out.glob("*.sfc"))):
             time.sleep(0.02)
+        assert p.poll() is None, "the batch ended before it could be interrupted"
         p.send_signal(sig)
         _, err = p.communicate(timeout=60)
         assert p.returncode == status, err
