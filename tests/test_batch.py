@@ -83,29 +83,3 @@ def test_one_input_needs_one_output(folder, tmp_path):
     assert r.returncode == 2  # a second image is never taken as an output to overwrite
     r = sface("encode", str(folder), str(tmp_path / "x.sfc"))
     assert r.returncode == 2
-
-
-def test_ctrl_c_leaves_no_partial_files(folder, tmp_path):
-    import shutil
-    import signal
-    import time
-
-    many = tmp_path / "many"
-    many.mkdir()
-    for i in range(30):
-        shutil.copy(folder / "a.jpg", many / f"{i:02d}.jpg")
-    out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "scalableface", "encode", str(many), "--out-dir", str(out), "-j", "2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.exists() and any(out.glob("*.sfc"))):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
-    assert b"Traceback" not in err
-    assert not list(out.glob(".*.part"))
-    written = list(out.glob("*.sfc"))
-    assert 0 < len(written) < 30
-    for f in written:
-        parse(f.read_bytes())

@@ -1,6 +1,8 @@
-"""Same input, same bits; same file, same symbols and (within one grey level) the same image in any
-process and at any torch thread count."""
+"""Same input, same bits; same file, same symbols and the same pixels, byte for byte, in any process,
+at any torch thread count and in any batch."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -10,19 +12,6 @@ from PIL import Image
 from skimage import data as skdata
 
 import scalableface as sf
-
-DECODE = """
-import sys, torch, numpy as np
-torch.set_num_threads(int(sys.argv[1]))
-from scalableface import codec, container
-from scalableface.container import LayerType
-data = sys.stdin.buffer.read()
-f = container.parse(data)
-base = codec._base_layer_by_id(f.header.model_id)
-sym = base.identity(f.header.base_rate).decode_symbols(f.layer(LayerType.IDENTITY).payload)
-img = codec.decode(data, layer="base").image
-sys.stdout.buffer.write(sym.astype(np.int64).tobytes() + img.tobytes())
-"""
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +23,26 @@ def sfc(tmp_path_factory):
     return first
 
 
-def decode_in_process(data, threads):
-    r = subprocess.run([sys.executable, "-c", DECODE, str(threads)], input=data, capture_output=True, check=True)
-    img = np.frombuffer(r.stdout[-128 * 128 * 3 :], np.uint8)
-    return r.stdout[: -128 * 128 * 3], img
+def test_decoding_in_batches_gives_the_same_pixels(sfc):
+    import torch
+
+    alone = sf.decode(sfc).image
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for d in sf.decode_many([sfc] * 5) + sf.decode_many([sfc, sfc[:-1] + sfc[-1:]]):
+                assert np.array_equal(d.image, alone)
+    finally:
+        torch.set_num_threads(threads)
 
 
-def test_threads_and_processes_agree(sfc):
-    sym1, img1 = decode_in_process(sfc, 1)
-    sym2, img2 = decode_in_process(sfc, 2)
-    here = sf.decode(sfc, layer="base").image.reshape(-1)
-    assert sym1 == sym2
-    assert np.abs(img1.astype(int) - img2).max() <= 1
-    assert np.abs(img1.astype(int) - here).max() <= 1
+def test_threads_batches_and_processes_agree(tmp_path):
+    """eval.determinism, small: files at three qualities decoded in two fresh processes (1 and 2
+    threads) in batches of 1, 7 and 64, and in a third; every PNG must hash the same."""
+    env = {**os.environ, "SFACE_DATA": str(tmp_path / "no-data")}  # the example's copies: no LFW needed
+    r = subprocess.run([sys.executable, "-m", "scalableface.eval.determinism", "--files", "8"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    assert res["identical"] and res["files"] == 8 and len(res["runs"]) == 7

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from scalableface.entropy import TOTAL, FrequencyTable, decode, encode
+from scalableface.errors import BitstreamError
 
 
 def gaussian_table(scale, half=12):
@@ -37,10 +38,20 @@ def test_rate_is_within_a_byte_of_the_information_content():
     assert total_bytes / 200 <= total_info / 200 + 1.0
 
 
-def test_most_probable_symbols_cost_nothing():
+def test_most_probable_symbols_cost_one_byte_and_an_empty_payload_is_refused():
     t = FrequencyTable(0, (TOTAL - 1, 1))
-    assert encode([0, 0, 0], [t] * 3) == b""
-    assert decode(b"", [t] * 3) == [0, 0, 0]
+    assert encode([0, 0, 0], [t] * 3) == b"\x00"
+    assert decode(b"\x00", [t] * 3) == [0, 0, 0]
+    with pytest.raises(BitstreamError):
+        decode(b"", [t] * 3)
+
+
+def test_padded_payloads_are_refused():
+    tables = [gaussian_table(s) for s in np.linspace(0.3, 3, 32)]
+    payload = encode([(-1) ** i * (i % 5) for i in range(32)], tables)
+    for bad in (payload + b"\x00", payload + b"\x80", payload + b"\xff\xff"):
+        with pytest.raises(BitstreamError):
+            decode(bad, tables)
 
 
 def test_symbol_outside_table_is_refused():
@@ -49,7 +60,10 @@ def test_symbol_outside_table_is_refused():
 
 
 @given(st.binary(max_size=64))
-def test_any_payload_decodes_to_in_range_symbols(payload):
+def test_any_payload_decodes_to_in_range_symbols_or_is_refused(payload):
     tables = [gaussian_table(1.0)] * 16
-    out = decode(payload, tables)
-    assert all(-12 <= s <= 12 for s in out)
+    try:
+        out = decode(payload, tables)
+    except BitstreamError:
+        return
+    assert all(-12 <= s <= 12 for s in out) and encode(out, tables) == payload

@@ -1,7 +1,7 @@
 """Many files through one function, in one process or a pool of forked workers.
 
-A failure is recorded by file and the others go on. On Ctrl-C the workers are stopped and the
-temporary files of writes in flight are removed, so no partial output is left (files.write_bytes
+A failure is recorded by file and the others go on. On Ctrl-C or SIGTERM the workers are stopped and
+the temporary files of writes in flight are removed, so no partial output is left (files.write_bytes
 writes `.<name>.*.part` beside its target and renames it when complete).
 """
 
@@ -14,7 +14,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from .errors import SfaceError
+from .errors import SfaceError, Terminated
 
 Job = tuple[str, str]  # (input, output)
 Outcome = tuple[str, str, Optional[str]]  # (input, output, error message or None)
@@ -37,6 +37,7 @@ def _run_one(job: Job) -> Outcome:
 
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler would outlive pool.terminate()
     # One compute thread per worker: N workers of N threads each would fight over the cores.
     # torch reads this when it is first imported, which happens in the worker.
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -57,7 +58,7 @@ def run(jobs: list[Job], work: Callable[[str, str], None], workers: int = 1) -> 
         try:
             for job in jobs:
                 yield _run_one(job)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):
             _remove_partials(jobs)
             raise
         return
@@ -65,7 +66,7 @@ def run(jobs: list[Job], work: Callable[[str, str], None], workers: int = 1) -> 
     try:
         yield from pool.imap_unordered(_run_one, jobs)
         pool.close()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         pool.terminate()
         pool.join()
         _remove_partials(jobs)

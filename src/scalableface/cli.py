@@ -6,30 +6,63 @@ Commands that only read containers (info, strip, models) import neither torch no
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .errors import SfaceError
-from .files import expand_inputs, read_bytes, write_bytes
+from .errors import SalvageableError, SfaceError, Terminated, named
+from .files import IMAGE_SUFFIXES, expand_inputs, read_bytes, refuse_existing, write_bytes, write_files
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null, so that the interpreter's last flush of text that could not be
+    written does not print a second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class Group(click.Group):
-    """Turns the project's own errors into one line on stderr and exit status 1."""
+    """Turns the project's own errors into one line on stderr and exit status 1; SIGTERM unwinds like
+    Ctrl-C (temporaries removed) and exits 143."""
 
     def invoke(self, ctx):
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()
+            return result
         except SfaceError as e:
             click.echo(f"sface: error: {e}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("sface: interrupted", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo("sface: terminated", err=True)
+            sys.exit(143)
+        except BrokenPipeError:
+            _quiet_stdout()
+            sys.exit(1)
+        except OSError as e:  # what is left: printing to a stdout that fails (a full disk, /dev/full)
+            if e.filename:
+                click.echo(f"sface: error: {e.filename}: {e.strerror or e}", err=True)
+            else:
+                _quiet_stdout()
+                click.echo(f"sface: error: cannot write to standard output: {e.strerror or e}", err=True)
+            sys.exit(1)
+        finally:
+            signal.signal(signal.SIGTERM, previous)  # for callers in-process (tests, scripts)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,36 +77,75 @@ def main():
 
 
 def _jobs(inputs, output, out_dir, in_suffixes, out_suffix):
-    """(input, output) pairs. Without --out-dir there is exactly one input and one output; a
-    second positional argument is only ever an output, never an input to overwrite."""
+    """((input, output) pairs, [(path, reason)] passed over by folder walks). Without --out-dir there
+    is exactly one input and one output; a second positional argument is only ever an output,
+    never an input to overwrite. Two inputs that would be written to one output are refused
+    before any work."""
     if out_dir is None:
         if len(inputs) != 1 or output is None or Path(inputs[0]).is_dir():
             raise click.UsageError("one input needs one output; several inputs or a folder need --out-dir")
-        return [(inputs[0], output)]
+        return [(inputs[0], output)], []
     if output is not None:
         raise click.UsageError("give either an output or --out-dir, not both")
-    return [(src, str(Path(out_dir) / rel.with_suffix(out_suffix))) for src, rel in expand_inputs(inputs, in_suffixes)]
+    pairs, passed_over = expand_inputs(inputs, in_suffixes)
+    jobs = [(src, str(Path(out_dir) / rel.with_suffix(out_suffix))) for src, rel in pairs]
+    first: dict[str, str] = {}
+    for src, dst in jobs:
+        key = os.path.normpath(os.path.abspath(dst))
+        if key in first:
+            raise SfaceError(f"{first[key]} and {src} would both be written to {dst} (an output is named by the "
+                             "input's path below its folder argument, or by its file name for absolute and .. "
+                             "paths, with the suffix replaced): rename one or run them separately")
+        first[key] = src
+    return jobs, passed_over
 
 
-def _run_jobs(jobs, work, verb, workers=1, as_json=False):
-    """Run work(src, dst) for each job; a failure is reported by name, the others go on, and the
-    exit status is 1 if any failed. A progress bar shows on a terminal only."""
+def _run_jobs(planned, work, verb, workers=1, as_json=False, *, force=False, skip_existing=None):
+    """Run work(src, dst) for each job of `planned` (from _jobs); a failure is reported by name, the
+    others go on, and the exit status is 1 if any failed or was passed over. An output that exists
+    fails without any work (unless `force`); with `skip_existing` (a check of an output's bytes) an
+    existing output that passes it is skipped and counted apart. A progress bar shows on a terminal only."""
     from .batch import run
 
-    failures = []
-    show = len(jobs) > 1 and sys.stderr.isatty()
-    outcomes = run(jobs, work, workers)
-    with click.progressbar(outcomes, length=len(jobs), label=verb, file=sys.stderr) if show else _nullbar(outcomes) as bar:
+    jobs, passed_over = planned
+    failures = [{"input": path, "error": reason} for path, reason in passed_over]
+    for f in failures:
+        click.echo(f"sface: error: {f['input']}: passed over: {f['error']}", err=True)
+    todo, skipped = [], 0
+    for src, dst in jobs:
+        exists = dst != "-" and os.path.lexists(dst)
+        if exists and skip_existing is not None and _output_ok(dst, skip_existing):
+            skipped += 1
+        elif exists and not force:
+            failures.append({"input": src, "error": f"{dst} exists" + (" but is not a valid output" if skip_existing else "")
+                             + " (use --force to overwrite)"})
+            click.echo(f"sface: error: {src}: {failures[-1]['error']}", err=True)
+        else:
+            todo.append((src, dst))
+    done = 0
+    show = len(todo) > 1 and sys.stderr.isatty()
+    outcomes = run(todo, work, workers)
+    with click.progressbar(outcomes, length=len(todo), label=verb, file=sys.stderr) if show else _nullbar(outcomes) as bar:
         for src, dst, error in bar:
             if error is not None:
                 failures.append({"input": src, "error": error})
                 click.echo(f"sface: error: {src}: {error}", err=True)
-    if len(jobs) > 1:
-        click.echo(f"{verb}: {len(jobs) - len(failures)} of {len(jobs)} done, {len(failures)} failed", err=True)
+            else:
+                done += 1
+    total = len(jobs) + len(passed_over)
+    if total > 1:
+        click.echo(f"{verb}: {done} of {total} done, {skipped} skipped (already there), {len(failures)} failed", err=True)
     if as_json:
-        click.echo(json.dumps({"done": len(jobs) - len(failures), "failed": failures}))
+        click.echo(json.dumps({"done": done, "skipped": skipped, "failed": failures}))
     if failures:
         sys.exit(1)
+
+
+def _output_ok(path, check) -> bool:
+    try:
+        return check(Path(path).read_bytes())
+    except OSError:
+        return False
 
 
 class _nullbar:
@@ -125,12 +197,18 @@ def batch_options(f):
 @click.option("--model", default=None, help="Model set name or id (default: the installed one).")
 @click.option("--no-transform", is_flag=True, help="Leave out where the face sat in the photo (saves 28 bytes; no paste-back).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--skip-existing", is_flag=True,
+              help="Leave an output that is already a valid .sfc file as it is (resumes an interrupted batch).")
 @batch_options
-def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transform, force, files_from, workers, as_json):
+def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transform, force, skip_existing, files_from,
+           workers, as_json):
     """Encode the largest face of each image: `encode IN OUT` or `encode IN... --out-dir DIR`.
 
-    Folders recurse; a bad, unreadable or faceless image is reported by name and skipped."""
+    Folders recurse; a bad, unreadable or faceless image is reported by name and skipped. Two
+    inputs that would have one output name are refused before any work. Re-running the same command
+    with --skip-existing finishes an interrupted batch."""
     from . import codec
+    from .container import is_valid
 
     if quality is not None and layers != "full":
         raise click.UsageError("--quality sets the enhancement layer: it needs --layers full")
@@ -150,7 +228,8 @@ def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transf
         write_bytes(dst, codec.encode(data, layers=layers, quality=quality, base_rate=base_rate, aligned=aligned,
                                       model=model, name=src, keep_transform=not no_transform), force=force)
 
-    _run_jobs(_jobs(inputs, output, out_dir, IMAGE_SUFFIXES, ".sfc"), work, "encoding", workers, as_json)
+    _run_jobs(_jobs(inputs, output, out_dir, IMAGE_SUFFIXES, ".sfc"), work, "encoding", workers, as_json,
+              force=force, skip_existing=is_valid if skip_existing else None)
 
 
 @main.command()
@@ -161,19 +240,27 @@ def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transf
               help="Stop after this layer; a file without it decodes its best layer and says so.")
 @click.option("--paste-into", "photo", default=None, metavar="PHOTO",
               help="Put the decoded face back into PHOTO, the photo it was encoded from, and write the whole photo.")
+@click.option("--salvage", is_flag=True,
+              help="When the enhancement layer is damaged, decode the base layer instead (and say so) rather than fail.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--skip-existing", is_flag=True,
+              help="Leave an output that is already a readable image as it is (resumes an interrupted batch).")
 @batch_options
-def decode(inputs, output, out_dir, layer, photo, force, files_from, workers, as_json):
+def decode(inputs, output, out_dir, layer, photo, salvage, force, skip_existing, files_from, workers, as_json):
     """Decode .sfc files to face images: `decode IN -o OUT` or `decode IN... --out-dir DIR`.
 
     With --paste-into, the face goes back where it was cut from (the header keeps the transform),
-    e.g. `decode face.sfc --paste-into photo.jpg -o restored.jpg`."""
+    e.g. `decode face.sfc --paste-into photo.jpg -o restored.jpg`. `--layer base` reads and checks
+    only the layers below the enhancement layer."""
     from . import codec
-    from .images import encode_image, format_for
+    from .images import encode_image, format_for, is_image
 
     def work(src, dst):
         fmt = format_for(dst)
-        d = codec.decode(read_bytes(src), layer=layer)
+        try:
+            d = codec.decode(read_bytes(src), layer=layer, salvage=salvage)
+        except SalvageableError as e:
+            raise SfaceError(f"{e} (--salvage decodes it)") from None
         if d.note:
             click.echo(f"sface: {src}: {d.note}", err=True)
         image = codec.paste_into(d, read_bytes(photo)) if photo else d.image
@@ -184,7 +271,8 @@ def decode(inputs, output, out_dir, layer, photo, force, files_from, workers, as
         raise click.UsageError("no input given")
     if photo and (out_dir or len(inputs) != 1):
         raise click.UsageError("--paste-into takes one .sfc input and -o OUTPUT")
-    _run_jobs(_jobs(inputs, output, out_dir, {".sfc"}, ".png"), work, "decoding", workers, as_json)
+    _run_jobs(_jobs(inputs, output, out_dir, {".sfc"}, ".png"), work, "decoding", workers, as_json,
+              force=force, skip_existing=is_image if skip_existing else None)
 
 
 @main.command(name="extract-features")
@@ -195,20 +283,27 @@ def decode(inputs, output, out_dir, layer, photo, force, files_from, workers, as
 @click.option("--aligned", is_flag=True, help="Image inputs are already 128x128 canonical crops.")
 @click.option("--force", is_flag=True, help="Overwrite the output.")
 def extract_features(inputs, output, fmt, aligned, force):
-    """128-d descriptors of .sfc files (identity layer only: no pixels decoded) or images.
+    """128-d descriptors of .sfc files (identity layer only: no pixels decoded, no look at the layers
+    above it) or images.
 
     Folders recurse. The descriptors are in the space of dlib's face recognizer: compare them by
-    L2 distance with the model's threshold (see `sface compare`)."""
+    L2 distance with the model's threshold (see `sface compare`). With .npy output to a file, the
+    rows' file names go to NAME.files.txt beside it: both files are written, or neither."""
     import numpy as np
 
     from . import codec
 
-    files = [src for src, _ in expand_inputs(inputs, IMAGE_SUFFIXES | {".sfc"})]
+    pairs, passed_over = expand_inputs(inputs, IMAGE_SUFFIXES | {".sfc"})
     fmt = fmt or {".npy": "npy", ".csv": "csv"}.get(Path(output).suffix.lower(), "json")
-    names, vecs, failed = [], [], 0
-    for src in files:
+    outputs = [output] + ([str(Path(output).with_suffix(".files.txt"))] if fmt == "npy" and output != "-" else [])
+    if not force:
+        refuse_existing(outputs)  # before any work
+    for path, reason in passed_over:
+        click.echo(f"sface: error: {path}: passed over: {reason}", err=True)
+    names, vecs, failed = [], [], len(passed_over)
+    for src, _ in pairs:
         try:
-            vecs.append(codec.extract_features(read_bytes(src), aligned=aligned))
+            vecs.append(codec.extract_features(read_bytes(src), aligned=aligned, name=src))
             names.append(src)
         except SfaceError as e:
             failed += 1
@@ -219,14 +314,17 @@ def extract_features(inputs, output, fmt, aligned, force):
 
         buf = io.BytesIO()
         np.save(buf, array)
-        data = buf.getvalue()
-        if output != "-":
-            write_bytes(str(Path(output).with_suffix(".files.txt")), ("\n".join(names) + "\n").encode(), force=force)
+        data = [buf.getvalue(), ("\n".join(names) + "\n").encode()]
     elif fmt == "json":
-        data = (json.dumps([{"file": n, "descriptor": [round(float(x), 7) for x in v]} for n, v in zip(names, array)]) + "\n").encode()
+        data = [(json.dumps([{"file": n, "descriptor": [round(float(x), 7) for x in v]} for n, v in zip(names, array)]) + "\n").encode()]
     else:
-        data = "".join(f"{n}," + ",".join(f"{x:.7g}" for x in v) + "\n" for n, v in zip(names, array)).encode()
-    write_bytes(output, data, force=force)
+        import csv
+        import io
+
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows([n, *(f"{x:.7g}" for x in v)] for n, v in zip(names, array))
+        data = [text.getvalue().encode()]
+    write_files(list(zip(outputs, data)), force=force)
     if failed:
         sys.exit(1)
 
@@ -242,7 +340,7 @@ def compare(a, b, aligned, as_json):
     Exit status 0 either way; read the verdict from the output."""
     from . import codec
 
-    c = codec.compare(read_bytes(a), read_bytes(b), aligned=aligned)
+    c = codec.compare(read_bytes(a), read_bytes(b), aligned=aligned, names=[a, b])
     if as_json:
         click.echo(json.dumps({"a": a, "b": b, "distance": c.distance, "threshold": c.threshold, "same": c.same}))
     else:
@@ -451,7 +549,11 @@ def strip(input, output, layer, force):
     from .container import LayerType, truncate
 
     keep = LayerType.APPEARANCE if layer == "base" else LayerType.IDENTITY
-    write_bytes(output, truncate(read_bytes(input), keep), force=force)
+    try:
+        cut = truncate(read_bytes(input), keep)
+    except SfaceError as e:
+        raise named(e, input) from None
+    write_bytes(output, cut, force=force)
 
 
 @main.command(name="models")
@@ -467,14 +569,15 @@ def models_cmd(as_json, verify):
         row = {"name": m.name, "kind": m.kind, "id": m.short_id.hex() if m.kind != "reference" else "-",
                "sha256": m.sha256, "bytes": m.size, "summary": m.summary, "path": str(m.path), "extends": m.extends}
         if verify and m.kind != "reference":
-            row["verified"] = m.path.is_file() and models.sha256_file(m.path) == m.sha256
+            row["status"] = models.verify(m)
+            row["verified"] = row["status"] == "ok"
         rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
     elif not rows:
         click.echo("no models installed")
     for r in [] if as_json else rows:
-        ok = "" if "verified" not in r else ("  hash ok" if r["verified"] else "  HASH MISMATCH")
+        ok = "" if "verified" not in r else f"  {'hash ok' if r['verified'] else r['status'].upper()}"
         extends = f" (+ {r['extends']})" if r["extends"] else ""
         click.echo(f"{r['name']:<18} {r['id']:<8}  sha256:{r['sha256'][:12]}  {r['bytes'] / 1e6:6.2f} MB  {r['summary']}{extends}{ok}")
     if verify and not all(r.get("verified", True) for r in rows):

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import container, models
 from .container import Header, LayerType, SfcFile, Transform
-from .errors import BitstreamError, InputError, SfaceError
+from .errors import BitstreamError, InputError, SalvageableError, SfaceError, named
 from .layers.base import BaseLayer
 
 CROP_SIZE = 128  # the crop every model of this release codes (align.CROP_SIZE, without importing dlib)
@@ -36,7 +36,7 @@ class Decoded:
     image: np.ndarray  # crop_size x crop_size x 3 uint8
     layer: str  # the layer actually decoded: "identity", "base" or "full"
     header: Header
-    note: Optional[str]  # set when the asked-for layer was absent
+    note: Optional[str]  # set when the asked-for layer was absent, or damaged and salvaged
 
 
 @dataclass(frozen=True)
@@ -175,11 +175,38 @@ def encode_crops(
     ]
 
 
-def _parse(source: Source) -> SfcFile:
+def _parse(source: Source, upto: Optional[LayerType] = None) -> SfcFile:
     data = _read(source)
     if not is_sfc(data):
         raise InputError(f"{source if isinstance(source, (str, Path)) else 'input'} is not an .sfc file")
-    return container.parse(data)
+    return container.parse(data, upto)
+
+
+def _parse_for_decode(source: Source, layer: str, salvage: bool) -> tuple[SfcFile, Optional[str]]:
+    """The file as far as decoding `layer` reads it, and a note when a damaged enhancement layer was
+    left out (only with `salvage`; without it, that damage is a SalvageableError)."""
+    if layer == "base":
+        return _parse(source, LayerType.APPEARANCE), None
+    try:
+        return _parse(source), None
+    except BitstreamError as e:
+        damage = e
+    f = _parse(source, LayerType.APPEARANCE)  # damage below the enhancement layer is not salvageable
+    if not salvage:
+        raise SalvageableError(f"{damage}; the base layer below it is intact") from None
+    return f, f"{damage}; salvaged the base layer"
+
+
+def _base_for(header: Header) -> BaseLayer:
+    """The base layer of the model a header names, once the header asks nothing it cannot serve."""
+    base = _base_layer_by_id(header.model_id)
+    if header.crop_size != CROP_SIZE:
+        raise BitstreamError(f"the header names a {header.crop_size}x{header.crop_size} crop; "
+                             f"the model codes {CROP_SIZE}x{CROP_SIZE} crops")
+    if header.base_rate not in base.rates:
+        raise BitstreamError(f"the header names base rate point {header.base_rate}; "
+                             f"the model has {', '.join(map(str, base.rates))}")
+    return base
 
 
 def _identity_descriptor(f: SfcFile, base: BaseLayer) -> np.ndarray:
@@ -188,27 +215,28 @@ def _identity_descriptor(f: SfcFile, base: BaseLayer) -> np.ndarray:
     return codec.reconstruct(codec.decode_symbols(payload)[None])[0]
 
 
-def decode(source: Source, *, layer: str = "full") -> Decoded:
+def decode(source: Source, *, layer: str = "full", salvage: bool = False) -> Decoded:
     """The face image of an .sfc file, stopping after `layer` ("base" or "full"), or after the best
-    layer present when the asked-for one is absent (`note` then says so)."""
-    return decode_many([source], layer=layer)[0]
+    layer present when the asked-for one is absent (`note` then says so). Decoding the base layer
+    reads and checks only the layers below the enhancement layer. A damaged enhancement layer is an
+    error (SalvageableError when the base layer is intact); with `salvage`, the base layer is
+    decoded instead and `note` says why."""
+    return decode_many([source], layer=layer, salvage=salvage)[0]
 
 
-def decode_many(sources: Sequence[Source], *, layer: str = "full") -> list[Decoded]:
+def decode_many(sources: Sequence[Source], *, layer: str = "full", salvage: bool = False) -> list[Decoded]:
     """decode() for many files, with the networks run in batches."""
     if layer not in ("base", "full"):
         raise SfaceError("layer must be 'base' or 'full'")
-    files = [_parse(s) for s in sources]
-    for f in files:
-        if f.header.crop_size != CROP_SIZE:  # the networks decode one crop size (bitstream_spec.md, 1.2)
-            raise BitstreamError(f"the file codes a {f.header.crop_size}x{f.header.crop_size} crop; "
-                                 f"this release's models decode {CROP_SIZE}x{CROP_SIZE}")
+    parsed = [_parse_for_decode(s, layer, salvage) for s in sources]
+    files = [f for f, _ in parsed]
+    damage = {i: note for i, (_, note) in enumerate(parsed) if note}
     out: list[Optional[Decoded]] = [None] * len(files)
     by_model: dict[bytes, list[int]] = {}
     for i, f in enumerate(files):
         by_model.setdefault(f.header.model_id, []).append(i)
     for model_id, idx in by_model.items():
-        base = _base_layer_by_id(model_id)
+        base = [_base_for(files[i].header) for i in idx][0]  # every header checked
         group = [files[i] for i in idx]
         descriptors = np.stack([_identity_descriptor(f, base) for f in group])
         apps = [f.layer(LayerType.APPEARANCE) for f in group]
@@ -217,19 +245,42 @@ def decode_many(sources: Sequence[Source], *, layer: str = "full") -> list[Decod
         layers = ["base" if a else "identity" for a in apps]
         full = [k for k, f in enumerate(group) if layer == "full" and f.top == LayerType.ENHANCEMENT]
         if full:
-            enh = _enhancement_by_id(model_id)
-            images[full] = enh.decompress([group[k].layer(LayerType.ENHANCEMENT).payload for k in full],
-                                          [group[k].header.quality for k in full], images[full])
+            full = _enhance(_enhancement_by_id(model_id), group, full, images, salvage, damage, idx)
             for k in full:
                 layers[k] = "full"
         for k, f in enumerate(group):
-            note = None
-            if layer == "full" and layers[k] != "full" or layer == "base" and layers[k] == "identity":
+            note = damage.get(idx[k])
+            if note is None and (layer == "full" and layers[k] != "full" or layer == "base" and layers[k] == "identity"):
                 missing = "enhancement" if layer == "full" else "appearance"
                 note = f"the file has no {missing} layer; decoded the {layers[k]} layer" + (
                     " with a typical appearance" if layers[k] == "identity" else "")
             out[idx[k]] = Decoded(images[k], layers[k], f.header, note)
     return out
+
+
+def _enhance(enh, group: list[SfcFile], full: list[int], images: np.ndarray, salvage: bool,
+             damage: dict[int, str], idx: list[int]) -> list[int]:
+    """Decode the enhancement layers of group[k] for k in `full` onto their base faces in `images`;
+    with `salvage`, a layer that does not decode leaves its base face, and its note in `damage`.
+    Returns the k whose enhancement layer was decoded."""
+    def run(ks):
+        images[ks] = enh.decompress([group[k].layer(LayerType.ENHANCEMENT).payload for k in ks],
+                                    [group[k].header.quality for k in ks], images[ks])
+
+    try:
+        run(full)
+        return full
+    except BitstreamError as e:
+        if not salvage:
+            raise SalvageableError(f"{e}; the base layer below it is intact") from None
+    decoded = []
+    for k in full:  # one by one, to find the layers that do not decode
+        try:
+            run([k])
+            decoded.append(k)
+        except BitstreamError as e:
+            damage[idx[k]] = f"{e}; salvaged the base layer"
+    return decoded
 
 
 def paste_into(decoded: Decoded, photo: Source) -> np.ndarray:
@@ -249,20 +300,30 @@ def paste_into(decoded: Decoded, photo: Source) -> np.ndarray:
     return paste_back(image, decoded.image, np.array(t.matrix, np.float64).reshape(2, 3))
 
 
-def extract_features(source: Source, *, aligned: bool = False) -> np.ndarray:
+def extract_features(source: Source, *, aligned: bool = False, name: Optional[str] = None) -> np.ndarray:
     """The 128-d descriptor: from an .sfc file, entropy-decoded from the identity layer alone (no
-    pixels, no recognition network); from an image, the encoder's own decoded descriptor."""
+    pixels, no recognition network, no look at the layers above it); from an image, the encoder's
+    own decoded descriptor. `name` labels an image source in errors."""
     data = _read(source)
     if is_sfc(data):
-        f = container.parse(data)
-        return _identity_descriptor(f, _base_layer_by_id(f.header.model_id))
-    return extract_features(encode(data, layers="identity", aligned=aligned, name=str(source) if isinstance(source, (str, Path)) else None))
+        f = container.parse(data, upto=LayerType.IDENTITY)
+        return _identity_descriptor(f, _base_for(f.header))
+    label = name or (str(source) if isinstance(source, (str, Path)) else None)
+    return extract_features(encode(data, layers="identity", aligned=aligned, name=label))
 
 
-def compare(a: Source, b: Source, *, aligned: bool = False) -> Comparison:
+def compare(a: Source, b: Source, *, aligned: bool = False, names: Optional[Sequence[str]] = None) -> Comparison:
     """Distance between two faces' descriptors and the same/different verdict at the model's
-    threshold (calibrated on LFW; see the model card)."""
-    da, db = extract_features(a, aligned=aligned), extract_features(b, aligned=aligned)
+    threshold (calibrated on LFW; see the model card). An error names the source it came from
+    (`names`, else the path, else "first"/"second input")."""
+    names = names or [str(s) if isinstance(s, (str, Path)) else f"{w} input" for s, w in ((a, "first"), (b, "second"))]
+    descriptors = []
+    for source, label in zip((a, b), names):
+        try:
+            descriptors.append(extract_features(source, aligned=aligned, name=label))
+        except SfaceError as e:
+            raise named(e, label) from None
+    da, db = descriptors
     _, base = _model()
     dist = float(np.linalg.norm(da - db))
     return Comparison(dist, base.threshold, dist < base.threshold)

@@ -195,13 +195,15 @@ def _read_varint(data: bytes, pos: int, name: str) -> tuple[int, int]:
     raise BitstreamError(f"invalid {name} layer: length field longer than {MAX_LENGTH_BYTES} bytes")
 
 
-def parse(data: bytes) -> SfcFile:
-    """Validate a whole file; raises BitstreamError naming the first problem found."""
+def parse(data: bytes, upto: Optional[LayerType] = None) -> SfcFile:
+    """Validate a whole file, or with `upto` the header and the layers up to that one (a reader that
+    stops there neither reads nor checks the bytes after it); raises BitstreamError naming the
+    first problem found."""
     data = bytes(data)
     header, header_size = parse_header(data)
     pos = header_size
     layers: list[Layer] = []
-    while pos < len(data):
+    while pos < len(data) and not (upto and layers and layers[-1].type >= upto):
         code = data[pos]
         expected = len(layers) + 1
         if expected > len(LayerType):
@@ -232,10 +234,16 @@ def parse(data: bytes) -> SfcFile:
     return SfcFile(header, header_size, tuple(layers), f"{data[3] >> 4}.{data[3] & 0x0F}")
 
 
+def is_valid(data: bytes) -> bool:
+    """Whether `data` is a whole, valid .sfc file (every layer framed and its CRC right)."""
+    try:
+        parse(data)
+    except BitstreamError:
+        return False
+    return True
+
+
 def truncate(data: bytes, keep: LayerType) -> bytes:
-    """The file cut right after layer `keep` (validated first); the cut file is itself valid."""
-    f = parse(data)
-    if f.top <= keep:
-        return bytes(data)
-    last = f.layer(keep)
+    """The file cut right after layer `keep` (validated up to it); the cut file is itself valid."""
+    last = parse(data, upto=keep).layers[-1]
     return bytes(data[: last.offset + last.size])

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import BitstreamError, ModelError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION
@@ -74,8 +74,8 @@ def encode(symbols: Sequence[int], tables: Sequence[FrequencyTable]) -> bytes:
         low = (low << PRECISION) + t.cum[i] * width
         width *= t.freqs[i]
         shift += PRECISION
-    # The shortest k-byte value v with v / 256**k inside the interval.
-    k = 0
+    # The shortest k-byte value v (k >= 1) with v / 256**k inside the interval.
+    k = 1
     while True:
         v = -((-low << (8 * k)) >> shift)  # ceil(low * 256**k / 2**shift)
         if v < (1 << (8 * k)) and (v << shift) < ((low + width) << (8 * k)):
@@ -84,7 +84,16 @@ def encode(symbols: Sequence[int], tables: Sequence[FrequencyTable]) -> bytes:
 
 
 def decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
-    """Inverse of encode: one symbol per table. Any payload decodes; integrity is the CRC's job."""
+    """Inverse of encode: one symbol per table. A payload that is not exactly what encode writes for
+    the symbols it decodes to (empty, cut, padded, or most random bytes) raises BitstreamError;
+    other corruption is the CRC's job."""
+    out = _decode(payload, tables)
+    if encode(out, tables) != bytes(payload):
+        raise BitstreamError(f"the payload is not the code of {len(tables)} symbols (cut, padded or corrupted)")
+    return out
+
+
+def _decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
     num = int.from_bytes(payload, "big")
     den = 1 << (8 * len(payload))
     out = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import pathlib
+import warnings
 from typing import Union
 
 import numpy as np
@@ -47,7 +48,14 @@ def _source_name(source: Source, name: str | None) -> str:
 
 
 def _open(source: Source, name: str) -> Image.Image:
-    """Open and fully decode ``source``; every failure becomes InputError."""
+    """Open and fully decode ``source``; every failure becomes InputError. Pillow's warnings (a large
+    image under the bomb limit, corrupt EXIF) are not errors and are not printed either."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _open_quietly(source, name)
+
+
+def _open_quietly(source: Source, name: str) -> Image.Image:
     if isinstance(source, Image.Image):
         image = source
     else:
@@ -142,6 +150,15 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image), dtype=np.uint8)
 
 
+def is_image(data: bytes) -> bool:
+    """Whether `data` is a whole image Pillow can decode."""
+    try:
+        _open(data, "<image bytes>")
+    except InputError:
+        return False
+    return True
+
+
 def load_rgb(source: Source, *, name: str | None = None) -> np.ndarray:
     """Read an image file (path), encoded image bytes, or a PIL image as H x W x 3 uint8 RGB.
 
@@ -151,8 +168,10 @@ def load_rgb(source: Source, *, name: str | None = None) -> np.ndarray:
     label = _source_name(source, name)
     image = _open(source, label)
     try:
-        image = _exif_upright(image)
-        array = to_rgb_array(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = _exif_upright(image)
+            array = to_rgb_array(image)
     except InputError:
         raise
     except Exception as exc:  # an exotic mode Pillow cannot convert

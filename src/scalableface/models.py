@@ -46,6 +46,17 @@ def model_id(name: str, sha256_hex: str) -> bytes:
     return hashlib.sha256(f"{name}:{sha256_hex}".encode("ascii")).digest()[:4]
 
 
+def verify(entry: ModelEntry) -> str:
+    """"ok", "missing" or "hash mismatch" for a model's weights file."""
+    try:
+        digest = sha256_file(entry.path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    return "ok" if digest == entry.sha256 else "hash mismatch"
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -126,10 +137,16 @@ def load_weights(path: Path, sha256: str) -> tuple[dict, dict]:
         raise ModelError(f"cannot read model weights {path}: {e.strerror}") from e
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ModelError(f"model weights {path} do not match their recorded hash: the file is corrupted or replaced")
-    tensors = load(data)
-    header_len = int.from_bytes(data[:8], "little")
-    metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
-    config = json.loads(metadata.get("config", "{}"))
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+        config = json.loads(metadata.get("config", "{}"))
+        if not isinstance(config, dict):
+            raise ValueError("its config is not a JSON object")
+    except Exception as e:  # safetensors raises its own SafetensorError, json ValueError, ...
+        raise ModelError(f"model weights {path} match their recorded hash but are not a valid safetensors "
+                         f"model file ({type(e).__name__}: {e})") from None
     return tensors, config
 
 

@@ -1,11 +1,11 @@
 """Speed figures (a benchmark, not a test), in one process: feature extraction from .sfc files, and
 full decoding (base + enhancement layers to pixels), one file at a time and in batches of 64.
 
-    python -m scalableface.eval.speed [--faces 200] [--repeat 20] [--quality Q]  (default: the model's default quality)
+    python -m scalableface.eval.speed [--faces 200] [--repeat 20] [--quality Q] [--input PHOTO]
 
 Encodes the first --faces LFW images (or, without the data set, shifted and mirrored copies of the
-bundled example) with all layers, then times extract_features over all the files --repeat times and
-decoding of all the files once per way.
+bundled example, or of --input) with all layers at --quality (default: the model's), then times
+extract_features over all the files --repeat times and decoding of all the files once per way.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import numpy as np
 
 from .. import codec
 from ..errors import SfaceError
-from ..paths import data_dir
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "astronaut.jpg"
+from ..paths import data_dir, example_photo
 
 
-def sample_files(faces: int, quality: int | None = None) -> list[bytes]:
+def sample_files(faces: int, quality: int | None = None, photo: Path | None = None) -> list[bytes]:
     lfw = sorted((data_dir() / "lfw").glob("*/*.jpg"))[:faces]
     out = []
     if lfw:
@@ -36,7 +34,7 @@ def sample_files(faces: int, quality: int | None = None) -> list[bytes]:
         return out
     from ..images import load_rgb
 
-    photo = load_rgb(EXAMPLE)
+    photo = load_rgb(photo or example_photo())
     for i in range(faces):
         shifted = np.roll(photo, (i % 7 - 3, i // 7 % 7 - 3), axis=(0, 1))
         out.append(codec.encode(shifted[:, ::-1] if i % 2 else shifted, quality=quality))
@@ -48,8 +46,13 @@ def main(argv=None):
     ap.add_argument("--faces", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--quality", type=int, default=None)
+    ap.add_argument("--input", type=Path, default=None,
+                    help="photo to copy when LFW is absent (default: the bundled example)")
     args = ap.parse_args(argv)
-    files = sample_files(args.faces, args.quality)
+    try:
+        files = sample_files(args.faces, args.quality, args.input)
+    except SfaceError as e:
+        raise SystemExit(f"error: {e}") from None
     codec.extract_features(files[0])  # model loading is not part of the rate
     t = time.perf_counter()
     for _ in range(args.repeat):

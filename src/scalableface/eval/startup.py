@@ -23,9 +23,7 @@ import numpy as np
 
 from .. import codec
 from ..images import save_image
-from ..paths import cache_dir
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "astronaut.jpg"
+from ..paths import cache_dir, example_photo
 
 
 def sface(*args: str) -> float:
@@ -38,7 +36,7 @@ def crops(n: int) -> np.ndarray:
     cached = cache_dir() / "lfw_crops.npy"
     if cached.exists():
         return np.asarray(np.load(cached, mmap_mode="r")[:n])
-    crop = codec.align_image(str(EXAMPLE)).crop
+    crop = codec.align_image(str(example_photo())).crop
     return np.stack([np.roll(crop, (i % 5 - 2, i // 5 % 5 - 2), axis=(0, 1)) for i in range(n)])
 
 
@@ -50,7 +48,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         sfc = t / "a.sfc"
-        sfc.write_bytes(codec.encode(str(EXAMPLE)))
+        sfc.write_bytes(codec.encode(str(example_photo())))
         res = {
             "info_s": statistics.median(sface("info", str(sfc)) for _ in range(5)),
             "strip_s": statistics.median(sface("strip", "--force", str(sfc), str(t / "b.sfc")) for _ in range(5)),

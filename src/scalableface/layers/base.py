@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .. import entropy
-from ..errors import ModelError
+from ..errors import BitstreamError, ModelError
 from .identity import IdentityCodec, load_identity_codec
 
 
@@ -116,13 +116,19 @@ class BaseLayer:
         """The appearance latent; without the layer, the median of every dimension (a typical face)."""
         if payload is None:
             return self.appearance_medians.copy()
-        q = np.array(entropy.decode(payload, self.appearance_tables), np.float32)
+        try:
+            q = np.array(entropy.decode(payload, self.appearance_tables), np.float32)
+        except BitstreamError as e:
+            raise BitstreamError(f"appearance layer: {e}") from None
         return q + self.appearance_medians
 
     def generate(self, descriptors: np.ndarray, appearances: np.ndarray) -> np.ndarray:
-        """Base textures: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents."""
+        """Base textures: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents, each
+        face the same whatever the batch and the thread count (layers/exact.py)."""
         import torch
 
-        with torch.inference_mode():
-            out = self.generator(torch.from_numpy(np.asarray(descriptors, np.float32)), torch.from_numpy(np.asarray(appearances, np.float32)))
+        from .exact import per_face
+
+        out = per_face(self.generator, torch.from_numpy(np.asarray(descriptors, np.float32)),
+                       torch.from_numpy(np.asarray(appearances, np.float32)))
         return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)

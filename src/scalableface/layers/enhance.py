@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BitstreamError, ModelError
+from .exact import per_face
 
 MODES = ("conditional", "residual", "single")
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
@@ -286,8 +287,8 @@ class EnhancementCodec:
                 raise BitstreamError(f"the header names enhancement quality {q}; this model has 1..{self.qualities}")
         y_hat = np.stack([self._decompress_one(p, q - 1, (self.net.m, h // f, w // f)).values for p, q in zip(payloads, qualities)])
         b = _tensor(bases) if self.mode != "single" else None
-        with torch.inference_mode():
-            out = self.net.synthesise(torch.from_numpy(y_hat.astype(np.float32)), b, self.net.contexts(b))
+        out = per_face(lambda y1, b1: self.net.synthesise(y1, b1, self.net.contexts(b1)),
+                       torch.from_numpy(y_hat.astype(np.float32)), b)
         return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
 
     def encode_latent(self, y: np.ndarray, z: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:

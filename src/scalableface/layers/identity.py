@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import entropy
-from ..errors import ModelError
+from ..errors import BitstreamError, ModelError
 
 DESCRIPTOR_DIMS = 128
 
@@ -53,7 +53,10 @@ class IdentityCodec:
         return entropy.encode(q.tolist(), self.tables), q
 
     def decode_symbols(self, payload: bytes) -> np.ndarray:
-        return np.array(entropy.decode(payload, self.tables), dtype=np.int64)
+        try:
+            return np.array(entropy.decode(payload, self.tables), dtype=np.int64)
+        except BitstreamError as e:
+            raise BitstreamError(f"identity layer: {e}") from None
 
 
 def _linear_stack(tensors: dict, prefix: str) -> list:
