@@ -197,10 +197,11 @@ def _parse_for_decode(source: Source, layer: str, salvage: bool) -> tuple[SfcFil
     return f, f"{damage}; salvaged the base layer"
 
 
-def _base_for(header: Header) -> BaseLayer:
-    """The base layer of the model a header names, once the header asks nothing it cannot serve."""
+def _base_for(header: Header, pixels: bool = True) -> BaseLayer:
+    """The base layer of the model a header names, once the header asks nothing it cannot serve
+    (the crop size only matters when pixels are decoded: bitstream_spec.md, 1.2)."""
     base = _base_layer_by_id(header.model_id)
-    if header.crop_size != CROP_SIZE:
+    if pixels and header.crop_size != CROP_SIZE:
         raise BitstreamError(f"the header names a {header.crop_size}x{header.crop_size} crop; "
                              f"the model codes {CROP_SIZE}x{CROP_SIZE} crops")
     if header.base_rate not in base.rates:
@@ -307,7 +308,7 @@ def extract_features(source: Source, *, aligned: bool = False, name: Optional[st
     data = _read(source)
     if is_sfc(data):
         f = container.parse(data, upto=LayerType.IDENTITY)
-        return _identity_descriptor(f, _base_for(f.header))
+        return _identity_descriptor(f, _base_for(f.header, pixels=False))
     label = name or (str(source) if isinstance(source, (str, Path)) else None)
     return extract_features(encode(data, layers="identity", aligned=aligned, name=label))
 
