@@ -55,6 +55,18 @@ class IdentityCodec:
     def decode_symbols(self, payload: bytes) -> np.ndarray:
         return np.array(entropy.decode(payload, self.tables), dtype=np.int64)
 
+    def sample_symbols(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n rows of symbols drawn from the entropy tables, each dimension independently, as the
+        factorised entropy model assumes: faces that follow the codec's own distribution."""
+        out = np.empty((n, len(self.tables)), np.int64)
+        for j, t in enumerate(self.tables):
+            out[:, j] = t.offset + rng.choice(len(t.freqs), size=n, p=np.asarray(t.freqs) / entropy.TOTAL)
+        return out
+
+    def decode_symbols_many(self, payloads) -> np.ndarray:
+        """decode_symbols of many payloads in one vectorised pass (N x dims)."""
+        return entropy.decode_many(payloads, self.tables)
+
 
 def _linear_stack(tensors: dict, prefix: str) -> list:
     layers, i = [], 0
