@@ -207,6 +207,11 @@ def identity_files(symbols: np.ndarray, *, base_rate: Optional[int] = None, mode
     return [container.pack(header, [(LayerType.IDENTITY, entropy.encode(row.tolist(), tables))]) for row in symbols]
 
 
+def base_rates(model: Optional[str] = None) -> list[int]:
+    """The base rate points of a model (default: the installed one)."""
+    return _model(model)[1].rates
+
+
 def identity_codec(base_rate: Optional[int] = None, model: Optional[str] = None):
     """The identity codec (layers.identity.IdentityCodec) of a model's base rate point (default: the model's)."""
     _, base = _model(model)
