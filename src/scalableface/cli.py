@@ -355,8 +355,10 @@ def index_build(inputs, output, approximate, label_folders, model, force):
         raise SfaceError(f"{output} exists (use --force to overwrite)")
     sources, names, labels, failures = _gallery_inputs(inputs, label_folders)
     g = Gallery.build(sources, names=names, labels=labels, model=model, approximate=approximate, errors=failures)
-    g.save(output, force=force)
     _report_failures(failures)
+    if not len(g):
+        raise SfaceError(f"no input could be indexed; {output} not written")
+    g.save(output, force=force)
     click.echo(f"{output}: {len(g)} entries ({g.kind}), {len(failures)} failed", err=True)
     if failures:
         sys.exit(1)
