@@ -6,7 +6,8 @@ functions are re-exported here lazily, so that `import scalableface` stays light
 
 __version__ = "0.2.0"
 
-_API = {"encode", "decode", "extract_features", "compare", "align_image", "encode_crops", "decode_many", "paste_into"}
+_API = {"encode", "encode_all", "decode", "extract_features", "extract_features_many", "compare", "align_image",
+        "encode_crops", "decode_many", "paste_into"}
 
 
 def __getattr__(name):
@@ -14,4 +15,8 @@ def __getattr__(name):
         from . import codec
 
         return getattr(codec, name)
+    if name == "Gallery":
+        from .gallery import Gallery
+
+        return Gallery
     raise AttributeError(f"module 'scalableface' has no attribute {name!r}")

@@ -46,7 +46,8 @@ def _worker_init() -> None:
 def _remove_partials(jobs: list[Job]) -> None:
     for _, dst in jobs:
         if dst != "-":
-            for tmp in Path(dst).parent.glob(f".{Path(dst).name}.*.part"):
+            # NAME.sfc's own temporaries, and NAME-1.sfc's, NAME-2.sfc's ... of `encode --all`
+            for tmp in Path(dst).parent.glob(f".{Path(dst).stem}*{Path(dst).suffix}.*.part"):
                 tmp.unlink(missing_ok=True)
 
 

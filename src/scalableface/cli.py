@@ -15,7 +15,7 @@ import click
 
 from . import __version__
 from .errors import SalvageableError, SfaceError, Terminated, named
-from .files import IMAGE_SUFFIXES, expand_inputs, read_bytes, refuse_existing, write_bytes, write_files
+from .files import IMAGE_SUFFIXES, expand_inputs, numbered, read_bytes, refuse_existing, write_bytes, write_files
 
 
 def _terminate(signum, frame):
@@ -199,19 +199,39 @@ def batch_options(f):
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--skip-existing", is_flag=True,
               help="Leave an output that is already a valid .sfc file as it is (resumes an interrupted batch).")
+@click.option("--all", "all_faces", is_flag=True,
+              help="Every face of each photo, largest first: NAME-1.sfc, NAME-2.sfc, ... each with its own transform.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run on a Ray cluster (extra scalableface[ray]): a local one, or the cluster at ADDRESS; "
+                   "-j sets the encoder actors. Inputs may be URIs pyarrow reads (s3://...).")
+@click.option("--table", default=None, help="With --ray: also write a Parquet gallery table (a folder) here.")
 @batch_options
-def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transform, force, skip_existing, files_from,
-           workers, as_json):
+def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transform, force, skip_existing, all_faces,
+           ray_address, table, files_from, workers, as_json):
     """Encode the largest face of each image: `encode IN OUT` or `encode IN... --out-dir DIR`.
 
     Folders recurse; a bad, unreadable or faceless image is reported by name and skipped. Two
     inputs that would have one output name are refused before any work. Re-running the same command
-    with --skip-existing finishes an interrupted batch."""
+    with --skip-existing finishes an interrupted batch. With --all, every face: `encode group.jpg
+    --all --out-dir faces/` writes faces/group-1.sfc, group-2.sfc, ... With --ray, the same encoding
+    on a Ray cluster, to --out-dir and/or a Parquet --table that `sface index build` reads."""
     from . import codec
     from .container import is_valid
 
     if quality is not None and layers != "full":
         raise click.UsageError("--quality sets the enhancement layer: it needs --layers full")
+    if all_faces and aligned:
+        raise click.UsageError("--all finds faces in photos; --aligned inputs are one face each")
+    if table and not ray_address:
+        raise click.UsageError("--table is written by the Ray pipeline: it needs --ray")
+    options = dict(layers=layers, quality=quality, base_rate=base_rate, model=model, keep_transform=not no_transform)
+    if ray_address:
+        if aligned:
+            raise click.UsageError("--ray codes photos; --aligned is not supported with it")
+        if not out_dir and not table:
+            raise click.UsageError("--ray needs --out-dir and/or --table")
+        _encode_on_ray(_inputs(paths, files_from), out_dir, table, ray_address, workers, all_faces, force, options, as_json)
+        return
     if out_dir:
         inputs, output = _inputs(paths, files_from), None
     else:
@@ -222,14 +242,37 @@ def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transf
         raise click.UsageError("no input given")
     if output and Path(output).suffix.lower() in IMAGE_SUFFIXES:
         raise click.UsageError(f"the output {output} looks like an image; several inputs need --out-dir")
+    if output == "-" and all_faces:
+        raise click.UsageError("--all writes one file per face: give an output name or --out-dir")
 
     def work(src, dst):
         data = read_bytes(src)
-        write_bytes(dst, codec.encode(data, layers=layers, quality=quality, base_rate=base_rate, aligned=aligned,
-                                      model=model, name=src, keep_transform=not no_transform), force=force)
+        if not all_faces:
+            write_bytes(dst, codec.encode(data, aligned=aligned, name=src, **options), force=force)
+            return
+        for i, f in enumerate(codec.encode_all(data, name=src, **options), 1):
+            write_bytes(numbered(dst, i), f, force=force)
 
     _run_jobs(_jobs(inputs, output, out_dir, IMAGE_SUFFIXES, ".sfc"), work, "encoding", workers, as_json,
               force=force, skip_existing=is_valid if skip_existing else None)
+
+
+def _encode_on_ray(inputs, out_dir, table, address, workers, all_faces, force, options, as_json):
+    from .distributed import encode_dataset
+
+    if not inputs:
+        raise click.UsageError("no input given")
+    report = encode_dataset(inputs, out_dir=out_dir, table=table, workers=workers, all_faces=all_faces, force=force,
+                            address=None if address == "local" else address, suffixes=IMAGE_SUFFIXES, **options)
+    for src, error in report.failures:
+        click.echo(f"sface: error: {src}: {error}", err=True)
+    done = report.inputs - len(report.failures)
+    click.echo(f"encoding: {done} of {report.inputs} done ({report.faces} faces), {len(report.failures)} failed", err=True)
+    if as_json:
+        click.echo(json.dumps({"done": done, "faces": report.faces,
+                               "failed": [{"input": s, "error": e} for s, e in report.failures]}))
+    if report.failures:
+        sys.exit(1)
 
 
 @main.command()
@@ -239,7 +282,7 @@ def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transf
 @click.option("--layer", type=click.Choice(["base", "full"]), default="full", show_default=True,
               help="Stop after this layer; a file without it decodes its best layer and says so.")
 @click.option("--paste-into", "photo", default=None, metavar="PHOTO",
-              help="Put the decoded face back into PHOTO, the photo it was encoded from, and write the whole photo.")
+              help="Put the decoded face(s) back into PHOTO, the photo they were encoded from, and write the whole photo.")
 @click.option("--salvage", is_flag=True,
               help="When the enhancement layer is damaged, decode the base layer instead (and say so) rather than fail.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
@@ -249,9 +292,10 @@ def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transf
 def decode(inputs, output, out_dir, layer, photo, salvage, force, skip_existing, files_from, workers, as_json):
     """Decode .sfc files to face images: `decode IN -o OUT` or `decode IN... --out-dir DIR`.
 
-    With --paste-into, the face goes back where it was cut from (the header keeps the transform),
-    e.g. `decode face.sfc --paste-into photo.jpg -o restored.jpg`. `--layer base` reads and checks
-    only the layers below the enhancement layer."""
+    With --paste-into, the faces go back where they were cut from (each header keeps its transform),
+    e.g. `decode face.sfc --paste-into photo.jpg -o restored.jpg`, or every face `encode --all` wrote:
+    `decode --paste-into group.jpg faces/group-*.sfc -o restored.jpg`. `--layer base` reads and
+    checks only the layers below the enhancement layer."""
     from . import codec
     from .images import encode_image, format_for, is_image
 
@@ -263,14 +307,23 @@ def decode(inputs, output, out_dir, layer, photo, salvage, force, skip_existing,
             raise SfaceError(f"{e} (--salvage decodes it)") from None
         if d.note:
             click.echo(f"sface: {src}: {d.note}", err=True)
-        image = codec.paste_into(d, read_bytes(photo)) if photo else d.image
-        write_bytes(dst, encode_image(image, fmt), force=force)
+        write_bytes(dst, encode_image(d.image, fmt), force=force)
 
     inputs = _inputs(inputs, files_from)
     if not inputs:
         raise click.UsageError("no input given")
-    if photo and (out_dir or len(inputs) != 1):
-        raise click.UsageError("--paste-into takes one .sfc input and -o OUTPUT")
+    if photo:
+        if out_dir or not output:
+            raise click.UsageError("--paste-into takes .sfc inputs of one photo and -o OUTPUT")
+        try:
+            decoded = codec.decode_many([read_bytes(src) for src in inputs], layer=layer, salvage=salvage)
+        except SalvageableError as e:
+            raise SfaceError(f"{e} (--salvage decodes it)") from None
+        for src, d in zip(inputs, decoded):
+            if d.note:
+                click.echo(f"sface: {src}: {d.note}", err=True)
+        write_bytes(output, encode_image(codec.paste_into(decoded, read_bytes(photo)), format_for(output)), force=force)
+        return
     _run_jobs(_jobs(inputs, output, out_dir, {".sfc"}, ".png"), work, "decoding", workers, as_json,
               force=force, skip_existing=is_image if skip_existing else None)
 
@@ -300,15 +353,13 @@ def extract_features(inputs, output, fmt, aligned, force):
         refuse_existing(outputs)  # before any work
     for path, reason in passed_over:
         click.echo(f"sface: error: {path}: passed over: {reason}", err=True)
-    names, vecs, failed = [], [], len(passed_over)
-    for src, _ in pairs:
-        try:
-            vecs.append(codec.extract_features(read_bytes(src), aligned=aligned, name=src))
-            names.append(src)
-        except SfaceError as e:
-            failed += 1
-            click.echo(f"sface: error: {src}: {e}", err=True)
-    array = np.array(vecs, np.float32).reshape(len(vecs), 128)
+    files = [src for src, _ in pairs]
+    feats = codec.extract_features_many(files, aligned=aligned)
+    names = [files[k] for k in feats.index]
+    for k, e in feats.failures:
+        click.echo(f"sface: error: {files[k]}: {e}", err=True)
+    failed = len(passed_over) + len(feats.failures)
+    array = feats.descriptors
     if fmt == "npy":
         import io
 
@@ -327,6 +378,7 @@ def extract_features(inputs, output, fmt, aligned, force):
     write_files(list(zip(outputs, data)), force=force)
     if failed:
         sys.exit(1)
+
 
 
 @main.command()
@@ -358,14 +410,149 @@ def align(input, output, all_faces, force):
     from .images import encode_image, format_for
 
     faces = codec.align_image(read_bytes(input), all_faces=all_faces, name=input)
-    out = Path(output)
-    fmt = format_for(out)
+    fmt = format_for(Path(output))
     if not all_faces:
         write_bytes(output, encode_image(faces.crop, fmt), force=force)
         return
     for i, face in enumerate(faces, 1):
-        write_bytes(str(out.with_name(f"{out.stem}-{i}{out.suffix}")), encode_image(face.crop, fmt), force=force)
+        write_bytes(numbered(output, i), encode_image(face.crop, fmt), force=force)
     click.echo(f"{len(faces)} face(s) written", err=True)
+
+
+@main.group(name="index")
+def index_group():
+    """Searchable indexes (.sfx) of .sfc files, built from their identity layers alone (extra scalableface[search])."""
+
+
+def _gallery_inputs(inputs, label_folders):
+    from .gallery import collect
+
+    sources, names, labels, failures = collect(inputs, label_folders=label_folders)
+    if not sources and not failures:
+        raise click.UsageError("no .sfc file or gallery table found in the inputs")
+    return sources, names, labels, failures
+
+
+def _report_failures(failures):
+    for name, error in failures:
+        click.echo(f"sface: error: {name}: {error}", err=True)
+
+
+@index_group.command(name="build")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="The index file to write (.sfx).")
+@click.option("--approximate/--exact", default=None,
+              help="Force the index kind; default: exact, and approximate (IVF) past the size where exact search gets slow.")
+@click.option("--label-folders", is_flag=True, help="Label each entry with the name of its file's folder (e.g. the person).")
+@click.option("--model", default=None, help="Model set name or id (default: the installed one); files of other models are refused.")
+@click.option("--force", is_flag=True, help="Overwrite the output.")
+def index_build(inputs, output, approximate, label_folders, model, force):
+    """Build an index of .sfc files, folders of them, or Parquet gallery tables (`sface encode --ray
+    --table`): `index build sfc/ -o people.sfx`. No pixel is decoded. Bad files are reported by name
+    and left out (exit status 1)."""
+    from .gallery import Gallery
+
+    if Path(output).exists() and not force:
+        raise SfaceError(f"{output} exists (use --force to overwrite)")
+    sources, names, labels, failures = _gallery_inputs(inputs, label_folders)
+    g = Gallery.build(sources, names=names, labels=labels, model=model, approximate=approximate, errors=failures)
+    _report_failures(failures)
+    if not len(g):
+        raise SfaceError(f"no input could be indexed; {output} not written")
+    g.save(output, force=force)
+    click.echo(f"{output}: {len(g)} entries ({g.kind}), {len(failures)} failed", err=True)
+    if failures:
+        sys.exit(1)
+
+
+@index_group.command(name="add")
+@click.argument("index")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--label-folders", is_flag=True, help="Label each entry with the name of its file's folder.")
+def index_add(index, inputs, label_folders):
+    """Append .sfc files (folders, Parquet tables) to an index, in place; files already in it are skipped."""
+    from .gallery import Gallery
+
+    g = Gallery.load(index)
+    sources, names, labels, failures = _gallery_inputs(inputs, label_folders)
+    present = set(g.files)
+    keep = [k for k, n in enumerate(names) if n not in present]
+    added = g.add([sources[k] for k in keep], names=[names[k] for k in keep], labels=[labels[k] for k in keep],
+                  errors=failures)
+    g.save(index, force=True)
+    _report_failures(failures)
+    click.echo(f"{index}: {added} added, {len(names) - len(keep)} already present, {len(failures)} failed; "
+               f"{len(g)} entries ({g.kind})", err=True)
+    if failures:
+        sys.exit(1)
+
+
+@index_group.command(name="info")
+@click.argument("index")
+@click.option("--json", "as_json", is_flag=True)
+def index_info(index, as_json):
+    """Model, descriptor space, kind and size of an index (checks its integrity hash)."""
+    from .gallery import info
+
+    d = info(index)
+    if as_json:
+        click.echo(json.dumps(d))
+        return
+    click.echo(f"{index}: {d['entries']} entries ({d['labelled']} labelled), {d['bytes']} bytes, integrity ok")
+    click.echo(f"  model      {d['model']} ({d['model_id']})")
+    sp = d["space"]
+    click.echo(f"  space      {sp['recognizer']} {sp['dims']}-d, {sp['descriptor']}")
+    kind = d["kind"] + (f", IVF {d['lists']} lists, {d['nprobe']} probed" if d["kind"] == "approximate" else ", every distance")
+    click.echo(f"  kind       {kind}")
+    click.echo(f"  threshold  {d['threshold']:.4f}")
+
+
+@main.command()
+@click.argument("index")
+@click.argument("probes", nargs=-1, required=True)
+@click.option("-k", type=click.IntRange(1), default=5, show_default=True, help="Matches per probe.")
+@click.option("--threshold", type=float, default=None, help="Same/different threshold (default: the model's).")
+@click.option("--json", "as_json", is_flag=True, help="JSON: one object per probe with its matches.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV: probe,rank,file,label,distance,same.")
+def search(index, probes, k, threshold, as_json, as_csv):
+    """The k nearest faces in INDEX to each probe (.sfc files, folders of them, or photos), with their
+    distance and same/different at the model's threshold: `search people.sfx probe.jpg -k 5`."""
+    from .gallery import Gallery
+
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    g = Gallery.load(index)
+    pairs, passed_over = expand_inputs(probes, IMAGE_SUFFIXES | {".sfc"})
+    files = [src for src, _ in pairs]
+    errors = list(passed_over)
+    results = g.search(files, k, threshold=threshold, errors=errors)
+    _report_failures(errors)
+    failed = {n for n, _ in errors}
+    if as_json:
+        click.echo(json.dumps([{"probe": p, "matches": [{"rank": r, "file": m.file, "label": m.label, "distance": round(m.distance, 6),
+                                                        "same": m.same} for r, m in enumerate(ms, 1)]}
+                               for p, ms in zip(files, results) if p not in failed]))
+    elif as_csv:
+        click.echo("probe,rank,file,label,distance,same")
+        for p, ms in zip(files, results):
+            for r, m in enumerate(ms, 1):
+                click.echo(",".join([_csv(p), str(r), _csv(m.file), _csv(m.label or ""), f"{m.distance:.6f}", str(m.same).lower()]))
+    else:
+        used = g.threshold if threshold is None else threshold
+        for p, ms in zip(files, results):
+            if p in failed:
+                continue
+            click.echo(f"{p}:")
+            for r, m in enumerate(ms, 1):
+                label = f" [{m.label}]" if m.label else ""
+                click.echo(f"  {r:>2}. {m.distance:.4f} {'same' if m.same else 'different'}  {m.file}{label}")
+        click.echo(f"(threshold {used:.4f})", err=True)
+    if errors:
+        sys.exit(1)
+
+
+def _csv(field: str) -> str:
+    return '"' + field.replace('"', '""') + '"' if any(c in field for c in ',"\n') else field
 
 
 @main.group(name="eval")

@@ -19,10 +19,11 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import container, models
+from . import container, entropy, models
 from .container import Header, LayerType, SfcFile, Transform
 from .errors import BitstreamError, InputError, SalvageableError, SfaceError, named
 from .layers.base import BaseLayer
+from .layers.identity import DESCRIPTOR_DIMS
 
 CROP_SIZE = 128  # the crop every model of this release codes (align.CROP_SIZE, without importing dlib)
 
@@ -72,7 +73,7 @@ def _enhancement_by_id(model_id: bytes):
     return _enhancement(models.find(model_id).name)
 
 
-def _model(model: Optional[str] = None) -> tuple[models.ModelEntry, BaseLayer]:
+def _model(model: Optional[str | bytes] = None) -> tuple[models.ModelEntry, BaseLayer]:
     entry = models.find(model) if model else models.default_model()
     return entry, _base_layer(entry.name)
 
@@ -126,11 +127,32 @@ def encode(
     The header keeps the crop's place in the photo (28 bytes, for pasting a decoded face back)
     unless keep_transform is False."""
     face = align_image(source, aligned=aligned, name=name)
-    transform = None
-    if keep_transform and face.method != "aligned" and max(face.photo_size) <= 0xFFFF:
-        transform = Transform(*face.photo_size, tuple(float(v) for v in face.transform.reshape(-1)))
     return encode_crops(face.crop[None], layers=layers, quality=quality, base_rate=base_rate, model=model,
-                        transforms=[transform])[0]
+                        transforms=[_transform_of(face, keep_transform)])[0]
+
+
+def encode_all(
+    source: Source,
+    *,
+    layers: str = "full",
+    quality: Optional[int] = None,
+    base_rate: Optional[int] = None,
+    model: Optional[str] = None,
+    name: Optional[str] = None,
+    keep_transform: bool = True,
+) -> list[bytes]:
+    """encode() of every face in the photo, largest first: one .sfc file each, each with its own
+    transform. A photo with no face raises InputError."""
+    faces = align_image(source, all_faces=True, name=name)
+    return encode_crops(np.stack([f.crop for f in faces]), layers=layers, quality=quality, base_rate=base_rate,
+                        model=model, transforms=[_transform_of(f, keep_transform) for f in faces])
+
+
+def _transform_of(face, keep: bool) -> Optional[Transform]:
+    """Where the crop sat in its photo, as a header keeps it (none for a pre-aligned crop)."""
+    if not keep or face.method == "aligned" or max(face.photo_size) > 0xFFFF:
+        return None
+    return Transform(*face.photo_size, tuple(float(v) for v in face.transform.reshape(-1)))
 
 
 def encode_crops(
@@ -173,6 +195,27 @@ def encode_crops(
                               quality=quality if enh is not None else 0, transform=t), payloads)
         for payloads, t in zip(layer_payloads, transforms)
     ]
+
+
+def identity_files(symbols: np.ndarray, *, base_rate: Optional[int] = None, model: Optional[str] = None) -> list[bytes]:
+    """Identity-only .sfc files holding given identity symbols (N x dims, e.g. IdentityCodec.sample_symbols):
+    faces with no photo behind them, for tests and benchmarks of search."""
+    entry, base = _model(model)
+    rate = base.default_rate if base_rate is None else base_rate
+    tables = base.identity(rate).tables
+    header = Header(model_id=entry.short_id, crop_size=CROP_SIZE, base_rate=rate, quality=0)
+    return [container.pack(header, [(LayerType.IDENTITY, entropy.encode(row.tolist(), tables))]) for row in symbols]
+
+
+def base_rates(model: Optional[str] = None) -> list[int]:
+    """The base rate points of a model (default: the installed one)."""
+    return _model(model)[1].rates
+
+
+def identity_codec(base_rate: Optional[int] = None, model: Optional[str] = None):
+    """The identity codec (layers.identity.IdentityCodec) of a model's base rate point (default: the model's)."""
+    _, base = _model(model)
+    return base.identity(base.default_rate if base_rate is None else base_rate)
 
 
 def _parse(source: Source, upto: Optional[LayerType] = None) -> SfcFile:
@@ -284,33 +327,108 @@ def _enhance(enh, group: list[SfcFile], full: list[int], images: np.ndarray, sal
     return decoded
 
 
-def paste_into(decoded: Decoded, photo: Source) -> np.ndarray:
-    """The photo the face was cut from, with the decoded face put back where the header's transform says."""
+def paste_into(decoded: Union[Decoded, Sequence[Decoded]], photo: Source) -> np.ndarray:
+    """The photo the face (or faces, e.g. encode_all's) was cut from, with each decoded face put back
+    where its header's transform says."""
     from .align import paste_back
     from .images import load_rgb
 
-    t = decoded.header.transform
-    if t is None:
-        raise InputError("the file does not say where the face sat in its photo (encoded from an aligned crop "
-                         "or with --no-transform), so it cannot be pasted back")
+    faces = [decoded] if isinstance(decoded, Decoded) else list(decoded)
     data = _read(photo)
     image = data if isinstance(data, np.ndarray) else load_rgb(data, name=str(photo) if isinstance(photo, (str, Path)) else "photo")
     h, w = image.shape[:2]
-    if (w, h) != (t.photo_width, t.photo_height):
-        raise InputError(f"the photo is {w}x{h} but the face was cut from a {t.photo_width}x{t.photo_height} photo")
-    return paste_back(image, decoded.image, np.array(t.matrix, np.float64).reshape(2, 3))
+    for d in faces:
+        t = d.header.transform
+        if t is None:
+            raise InputError("the file does not say where the face sat in its photo (encoded from an aligned crop "
+                             "or with --no-transform), so it cannot be pasted back")
+        if (w, h) != (t.photo_width, t.photo_height):
+            raise InputError(f"the photo is {w}x{h} but the face was cut from a {t.photo_width}x{t.photo_height} photo")
+        image = paste_back(image, d.image, np.array(t.matrix, np.float64).reshape(2, 3))
+    return image
 
 
-def extract_features(source: Source, *, aligned: bool = False, name: Optional[str] = None) -> np.ndarray:
+def extract_features(source: Source, *, aligned: bool = False, model: Optional[str | bytes] = None,
+                     name: Optional[str] = None) -> np.ndarray:
     """The 128-d descriptor: from an .sfc file, entropy-decoded from the identity layer alone (no
     pixels, no recognition network, no look at the layers above it); from an image, the encoder's
-    own decoded descriptor. `name` labels an image source in errors."""
+    own decoded descriptor (coded with `model`, default the installed one). `name` labels an image
+    source in errors."""
     data = _read(source)
     if is_sfc(data):
         f = container.parse(data, upto=LayerType.IDENTITY)
         return _identity_descriptor(f, _base_for(f.header, pixels=False))
     label = name or (str(source) if isinstance(source, (str, Path)) else None)
-    return extract_features(encode(data, layers="identity", aligned=aligned, name=label))
+    return extract_features(encode(data, layers="identity", aligned=aligned, model=model, name=label))
+
+
+def model_threshold(model: Optional[str | bytes] = None) -> float:
+    """The same/different threshold between two descriptors decoded from identity layers (model card)."""
+    return _model(model)[1].threshold
+
+
+@dataclass(frozen=True)
+class Features:
+    """Descriptors of many inputs: rows for the inputs that succeeded, in input order."""
+
+    descriptors: np.ndarray  # M x 128 float32
+    index: list  # M input positions, one per row
+    failures: list  # (input position, message) for the others, in input order
+
+
+def source_names(sources: Sequence[Source], names: Optional[Sequence[str]] = None) -> list[str]:
+    """How messages name each source: `names` when given, else a path as it is, else "input k"."""
+    if names is not None:
+        return list(names)
+    return [str(s) if isinstance(s, (str, Path)) else f"input {k + 1}" for k, s in enumerate(sources)]
+
+
+def extract_features_many(sources: Sequence[Source], *, aligned: bool = False, model: Optional[str | bytes] = None,
+                          names: Optional[Sequence[str]] = None) -> Features:
+    """extract_features() of many inputs. The identity layers of .sfc files are entropy-decoded in
+    vectorised batches, one per model and rate point; images are encoded one by one. With `model`
+    (a name or id), .sfc files must be coded with it and images are coded with it. An input that
+    fails is a failure with its message; the others go on."""
+    names = source_names(sources, names)
+    wanted = models.find(model).short_id if model is not None else None
+    parsed, images, failures = [], [], []
+    for k, s in enumerate(sources):
+        try:
+            data = _read(s)
+            if not is_sfc(data):
+                images.append((k, data))
+                continue
+            f = container.parse(data, upto=LayerType.IDENTITY)
+            if wanted is not None and f.header.model_id != wanted:
+                raise InputError(f"coded with model {f.header.model_hex}, not {wanted.hex()} as asked")
+            parsed.append((k, f))
+        except SfaceError as e:
+            failures.append((k, str(e)))
+    groups: dict[tuple[bytes, int], list] = {}
+    for k, f in parsed:
+        groups.setdefault((f.header.model_id, f.header.base_rate), []).append((k, f))
+    rows, index = [], []
+    for (mid, rate), members in groups.items():
+        try:
+            identity = _base_for(members[0][1].header, pixels=False).identity(rate)
+        except SfaceError as e:
+            failures += [(k, str(e)) for k, _ in members]
+            continue
+        symbols, canonical = identity.decode_symbols_many([f.layer(LayerType.IDENTITY).payload for _, f in members])
+        refused = f"identity layer: {entropy.NOT_CODE.format(n=len(identity.tables))}"
+        failures += [(k, refused) for (k, _), ok in zip(members, canonical) if not ok]
+        good = [m for m, ok in zip(members, canonical) if ok]
+        rows.append(identity.reconstruct(symbols[canonical]))
+        index += [k for k, _ in good]
+    for k, data in images:
+        try:
+            rows.append(extract_features(data, aligned=aligned, model=model, name=names[k])[None])
+            index.append(k)
+        except SfaceError as e:
+            failures.append((k, str(e)))
+    order = np.argsort(index, kind="stable")
+    vectors = np.concatenate(rows)[order] if rows else np.zeros((0, DESCRIPTOR_DIMS), np.float32)
+    return Features(vectors, [index[o] for o in order], sorted(failures))
 
 
 def compare(a: Source, b: Source, *, aligned: bool = False, names: Optional[Sequence[str]] = None) -> Comparison:
@@ -325,6 +443,6 @@ def compare(a: Source, b: Source, *, aligned: bool = False, names: Optional[Sequ
         except SfaceError as e:
             raise named(e, label) from None
     da, db = descriptors
-    _, base = _model()
     dist = float(np.linalg.norm(da - db))
-    return Comparison(dist, base.threshold, dist < base.threshold)
+    threshold = model_threshold()
+    return Comparison(dist, threshold, dist < threshold)

@@ -88,9 +88,17 @@ def decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
     the symbols it decodes to (empty, cut, padded, or most random bytes) raises BitstreamError;
     other corruption is the CRC's job."""
     out = _decode(payload, tables)
-    if encode(out, tables) != bytes(payload):
-        raise BitstreamError(f"the payload is not the code of {len(tables)} symbols (cut, padded or corrupted)")
+    if not is_code(payload, out, tables):
+        raise BitstreamError(NOT_CODE.format(n=len(tables)))
     return out
+
+
+NOT_CODE = "the payload is not the code of {n} symbols (cut, padded or corrupted)"
+
+
+def is_code(payload: bytes, symbols: Sequence[int], tables: Sequence[FrequencyTable]) -> bool:
+    """Whether `payload` is exactly what encode writes for `symbols` (the canonical code)."""
+    return encode([int(v) for v in symbols], tables) == bytes(payload)
 
 
 def _decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
@@ -111,3 +119,103 @@ def tables_from_arrays(offsets: np.ndarray, freqs: np.ndarray, lengths: np.ndarr
     if not (offsets.ndim == 1 and freqs.ndim == 2 and lengths.shape == offsets.shape == freqs.shape[:1]):
         raise ModelError("malformed frequency tables in the model file")
     return [FrequencyTable(int(o), tuple(int(f) for f in row[: int(n)])) for o, row, n in zip(offsets, freqs, lengths)]
+
+
+# ---- many payloads at once -----------------------------------------------------------------------
+#
+# decode() above is the reference. decode_many() runs the same exact arithmetic on a batch of payloads
+# with numpy: each big integer is a column of 32-bit limbs (held in int64, so a limb times a 16-bit
+# frequency plus a carry cannot overflow), and the symbol search uses a float estimate of
+# num * 2**16 / den that is checked exactly whenever it lies near a table boundary. Decoding depends
+# only on the value payload / 256**len(payload), so payloads are right-padded with zero bytes to one
+# length without changing a symbol.
+
+LIMB_BITS = 32
+_LIMB_MASK = (1 << LIMB_BITS) - 1
+BATCH_MAX_PAYLOAD = 64  # bytes; a longer payload (no model writes one) takes the reference decoder
+_BATCH_ROWS = 1 << 16  # payloads per numpy pass: bounds the memory of the limb arrays
+_MARGIN = 2.0 ** -20  # the float estimate is within 2**-34 of the truth; nearer a boundary, check exactly
+
+
+def _normalise(a: np.ndarray) -> np.ndarray:
+    """Propagate carries from limb a[0] (lowest) upwards in place, leaving every limb but the top one
+    in [0, 2**32); the top limb keeps the sign. Returns whether each number is negative."""
+    carry = np.zeros(a.shape[1], np.int64)
+    for limb in a[:-1]:
+        limb += carry
+        carry = limb >> LIMB_BITS
+        limb &= _LIMB_MASK
+    a[-1] += carry
+    return a[-1] < 0
+
+
+def _leading(a: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """The three limbs from index `top` down, as a float (in units of limb top - 2)."""
+    cols = np.arange(a.shape[1])
+    value = a[top, cols].astype(np.float64) * 2.0 ** (2 * LIMB_BITS)
+    for k in (1, 2):
+        value += np.where(top >= k, a[np.maximum(top - k, 0), cols], 0).astype(np.float64) * 2.0 ** ((2 - k) * LIMB_BITS)
+    return value
+
+
+def _used(head: int, j: int) -> int:
+    return head + PRECISION * (j + 1) // LIMB_BITS + 2
+
+
+def _decode_batch(payloads: Sequence[bytes], tables: Sequence[FrequencyTable]) -> np.ndarray:
+    n_rows = len(payloads)
+    width = -(-max(len(p) for p in payloads) // 4) * 4  # common padded length in bytes, whole limbs
+    head = width // 4
+    # den <= 256**width * 2**(16 j) before symbol j, so it and num * 2**16 fit in _used(j) limbs, the top one spare
+    limbs = _used(head, len(tables) - 1)
+    num = np.zeros((limbs, n_rows), np.int64)
+    raw = np.frombuffer(b"".join(p.ljust(width, b"\0") for p in payloads), ">u4").reshape(n_rows, head)
+    num[:head] = raw[:, ::-1].T  # big-endian bytes -> little-endian limbs
+    den = np.zeros_like(num)
+    den[head] = 1  # 256**width
+    out = np.empty((n_rows, len(tables)), np.int64)
+    for j, t in enumerate(tables):
+        cum = np.asarray(t.cum, np.int64)
+        freqs = np.diff(cum)
+        used = _used(head, j)
+        n, d = num[:used], den[:used]
+        top = used - 1 - np.argmax(d[::-1] != 0, axis=0)
+        y = _leading(n, top) / _leading(d, top) * TOTAL
+        i = np.clip(np.searchsorted(cum, y, side="right") - 1, 0, len(freqs) - 1)
+        unsure = np.minimum(y - cum[i], cum[i + 1] - y) < _MARGIN
+        rem = n * TOTAL - cum[i] * d
+        down = np.flatnonzero(_normalise(rem))
+        while len(down):  # the estimate overshot: step one symbol down
+            i[down] -= 1
+            fixed = rem[:, down] + freqs[i[down]] * d[:, down]
+            still = _normalise(fixed)
+            rem[:, down] = fixed
+            down = down[still]
+        check = np.flatnonzero(unsure)
+        while len(check):  # the estimate may have undershot: step up while rem >= freq * den
+            above = rem[:, check] - freqs[i[check]] * d[:, check]
+            up = ~_normalise(above)
+            check = check[up]
+            rem[:, check] = above[:, up]
+            i[check] += 1
+        num[:used] = rem
+        d *= freqs[i]
+        _normalise(d)
+        out[:, j] = t.offset + i
+    return out
+
+
+def decode_many(payloads: Sequence[bytes], tables: Sequence[FrequencyTable]) -> np.ndarray:
+    """The symbols of every payload with the same tables, vectorised: an N x len(tables) int64 array,
+    equal symbol for symbol to the reference decoder's arithmetic; unlike decode() it does not check
+    that each payload is the canonical code (is_code does; long payloads are decoded, and checked,
+    by decode())."""
+    out = np.empty((len(payloads), len(tables)), np.int64)
+    short = [k for k, p in enumerate(payloads) if len(p) <= BATCH_MAX_PAYLOAD]
+    for k in sorted(set(range(len(payloads))) - set(short)):
+        out[k] = decode(payloads[k], tables)
+    if tables:
+        for s in range(0, len(short), _BATCH_ROWS):
+            rows = short[s : s + _BATCH_ROWS]
+            out[rows] = _decode_batch([bytes(payloads[k]) for k in rows], tables)
+    return out

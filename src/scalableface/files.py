@@ -182,3 +182,9 @@ def expand_inputs(paths, suffixes) -> tuple[list[tuple[str, Path]], list[tuple[s
             keep = not path.is_absolute() and ".." not in path.parts
             out.append((p, path if keep else Path(path.name)))
     return out, passed_over
+
+
+def numbered(path: str, k: int) -> str:
+    """NAME-k.EXT beside NAME.EXT: where the k-th of several faces of one photo goes (`--all`)."""
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{k}{p.suffix}"))

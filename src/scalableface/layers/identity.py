@@ -58,6 +58,20 @@ class IdentityCodec:
         except BitstreamError as e:
             raise BitstreamError(f"identity layer: {e}") from None
 
+    def sample_symbols(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n rows of symbols drawn from the entropy tables, each dimension independently, as the
+        factorised entropy model assumes: faces that follow the codec's own distribution."""
+        out = np.empty((n, len(self.tables)), np.int64)
+        for j, t in enumerate(self.tables):
+            out[:, j] = t.offset + rng.choice(len(t.freqs), size=n, p=np.asarray(t.freqs) / entropy.TOTAL)
+        return out
+
+    def decode_symbols_many(self, payloads) -> tuple[np.ndarray, np.ndarray]:
+        """(N x dims symbols, N booleans): decode_symbols of many payloads in one vectorised pass, and
+        which payloads are the canonical code of their symbols (decode_symbols refuses the others)."""
+        symbols = entropy.decode_many(payloads, self.tables)
+        return symbols, np.array([entropy.is_code(p, row, self.tables) for p, row in zip(payloads, symbols)], bool)
+
 
 def _linear_stack(tensors: dict, prefix: str) -> list:
     layers, i = [], 0
