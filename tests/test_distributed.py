@@ -46,7 +46,8 @@ def test_good_files_encoded_byte_for_byte_as_sface_encode(ray_run, folder, tmp_p
     report = json.loads(r.output.splitlines()[-1])
     assert report["done"] == 2 and report["faces"] == 2
     assert [f["input"] for f in report["failed"]] == [str(folder / "a" / "broken.jpg")]
-    local = CliRunner().invoke(main, ["encode", str(folder), "--out-dir", str(tmp_path / "sfc"), "-q", "2", "-j", "2"])
+    # -j 1: forking worker processes from a process that runs Ray's threads can deadlock them
+    local = CliRunner().invoke(main, ["encode", str(folder), "--out-dir", str(tmp_path / "sfc"), "-q", "2", "-j", "1"])
     assert local.exit_code == 1
     ray_files = sorted(p.relative_to(out / "sfc") for p in (out / "sfc").rglob("*.sfc"))
     local_files = sorted(p.relative_to(tmp_path / "sfc") for p in (tmp_path / "sfc").rglob("*.sfc"))
