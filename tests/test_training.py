@@ -118,7 +118,7 @@ def test_texture_training_can_start_from_a_model_file(cache, tmp_path):
 
 @pytest.mark.parametrize("mode,shape", [("conditional", []), ("single", []),
                                         ("residual", ["--stages", "3", "--context", "checkerboard"])])
-def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, shape):
+def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, shape, capsys):
     from scalableface.layers.enhance import load_enhancement
     from scalableface.train import enhance
 
@@ -145,6 +145,14 @@ def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, sh
         payloads = codec.compress(crops, None if mode == "single" else bases, q)
         out = codec.decompress(payloads, [q, q], bases)
         assert out.shape == crops.shape and out.dtype == np.uint8
+    if mode == "residual":  # the real-bitstream validation of the checkpoint (train.validate)
+        from scalableface.train import validate
+
+        capsys.readouterr()  # the training's own log lines
+        validate.main(["--checkpoint", str(cache / f"{run}.pt"), "--faces", "2", "--cache", str(cache)])
+        result = json.loads(capsys.readouterr().out)
+        assert result["step"] == 4 and result["faces"] == 2 and len(result["points"]) == net.qualities
+        assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in result["points"])
 
 
 @pytest.mark.parametrize("stages,context", [(4, "none"), (3, "checkerboard")])

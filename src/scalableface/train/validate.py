@@ -1,0 +1,90 @@
+"""Real-bitstream validation of an enhancement codec on held-out UTKFace crops: bpp and PSNR per quality.
+
+    python -m scalableface.train.validate --model sface-v2
+    python -m scalableface.train.validate --checkpoint ~/.cache/scalableface/enhance_v3.pt [--against sface-v2]
+
+Unlike the training log (estimated bits, noisy rounding), this writes real payloads through the
+model's integer tables and decodes them, on the first --faces of the UTK_VALIDATION held-out crops and
+their cached base faces (train.enhance). With --against, it also prints the BD-rate (PSNR) against
+that installed model on the same crops. Choose checkpoints on this, never on LFW.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..eval.bdrate import bd_rate
+from ..facesets import UTK_VALIDATION
+from ..paths import cache_dir
+
+
+def codec_of_checkpoint(path: Path):
+    """The run-time EnhancementCodec of a train.enhance checkpoint, and its step."""
+    from ..layers.enhance import load_enhancement
+    from .enhance import EnhanceTrainer, export, shape_of
+
+    ck = torch.load(path, weights_only=True)
+    a = ck["args"]
+    model = EnhanceTrainer(a["mode"], qualities=len(a["lambdas"]), **shape_of(a))
+    model.load_state_dict(ck["model"])
+    net = model.net
+    config = {"mode": a["mode"], "n": a["n"], "m": a["m"], "nz": net.nz, "ctx": net.ctx, "qualities": net.qualities,
+              "stages": net.stages, "context": net.context_model}
+    return load_enhancement(export(model), {"enhancement": config}), ck["step"]
+
+
+def codec_of_model(name: str):
+    from .. import models
+    from ..layers.enhance import load_enhancement
+
+    return load_enhancement(*models.load(models.find(name)))
+
+
+def curve(codec, crops: np.ndarray, bases: np.ndarray) -> list[dict]:
+    """One point per quality: mean payload bpp and mean PSNR-RGB of the decoded crops."""
+    out = []
+    pixels = crops.shape[1] * crops.shape[2]
+    for q in range(1, codec.qualities + 1):
+        payloads = codec.compress(crops, bases if codec.mode != "single" else None, q)
+        decoded = codec.decompress(payloads, [q] * len(payloads), bases)
+        mse = ((decoded.astype(np.float64) - crops) ** 2).reshape(len(crops), -1).mean(1)
+        out.append({"quality": q, "bpp": float(np.mean([8 * len(p) for p in payloads]) / pixels),
+                    "psnr": float(np.mean(10 * np.log10(255 ** 2 / np.maximum(mse, 1e-10))))})
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", type=Path, help="a train.enhance checkpoint")
+    which.add_argument("--model", help="an installed model with an enhancement layer")
+    ap.add_argument("--against", default=None, help="an installed model to compute the BD-rate against")
+    ap.add_argument("--faces", type=int, default=64, help="how many of the held-out crops")
+    ap.add_argument("--cache", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    cache = args.cache or cache_dir()
+    crops = np.asarray(np.load(cache / "utk_crops.npy", mmap_mode="r")[-UTK_VALIDATION:][: args.faces])
+    bases = np.asarray(np.load(cache / "utk_base_r3.npy", mmap_mode="r")[-UTK_VALIDATION:][: args.faces])
+    if args.checkpoint:
+        codec, step = codec_of_checkpoint(args.checkpoint)
+        result = {"checkpoint": str(args.checkpoint), "step": step}
+    else:
+        codec, result = codec_of_model(args.model), {"model": args.model}
+    result["faces"] = len(crops)
+    result["points"] = curve(codec, crops, bases)
+    if args.against:
+        ref = curve(codec_of_model(args.against), crops, bases)
+        result["against"] = {"model": args.against, "points": ref, "bd_rate_psnr": bd_rate(
+            [p["bpp"] for p in ref], [p["psnr"] for p in ref],
+            [p["bpp"] for p in result["points"]], [p["psnr"] for p in result["points"]])}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
