@@ -169,6 +169,21 @@ def shape_of(args: dict) -> dict:
     return {"n": args["n"], "m": args["m"], "stages": args.get("stages", 4), "context": args.get("context", "none")}
 
 
+def load_run(path: Path) -> tuple[EnhanceTrainer, dict]:
+    """(the trainer with its weights, the checkpoint) of a run's checkpoint."""
+    ck = torch.load(path, weights_only=True)
+    model = EnhanceTrainer(ck["args"]["mode"], qualities=len(ck["args"]["lambdas"]), **shape_of(ck["args"]))
+    model.load_state_dict(ck["model"])
+    return model, ck
+
+
+def layer_config(model: EnhanceTrainer, args: dict) -> dict:
+    """The model file's config.enhancement shape fields (layers.enhance.load_enhancement reads them)."""
+    net = model.net
+    return {"mode": net.mode, "n": args["n"], "m": net.m, "nz": net.nz, "ctx": net.ctx, "qualities": net.qualities,
+            "stages": net.stages, "context": net.context_model}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=MODES, default="conditional")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..paths import cache_dir
-from .enhance import EnhanceTrainer, shape_of
+from .enhance import layer_config, load_run
 from .enhance import export as export_enhancement
 from .export import REPO_MODELS, install
 
@@ -40,11 +40,9 @@ def main(argv=None):
     if args.mode != "single" and not args.extends:
         ap.error(f"a {args.mode} enhancement layer needs --extends <base model>")
 
-    ck = torch.load(args.checkpoint or cache_dir() / f"enhance_{args.mode}.pt", weights_only=True)
+    model, ck = load_run(args.checkpoint or cache_dir() / f"enhance_{args.mode}.pt")
     a = ck["args"]
     lambdas = list(a["lambdas"])
-    model = EnhanceTrainer(args.mode, qualities=len(lambdas), **shape_of(a))
-    model.load_state_dict(ck["model"])
     net = model.net
     if args.extra_low or args.extra_high:
         g = net.log_gains.detach()
@@ -52,9 +50,7 @@ def main(argv=None):
         high = [g[-1] + k * (g[-1] - g[-2]) for k in range(1, args.extra_high + 1)]
         net.log_gains = torch.nn.Parameter(torch.stack(low + list(g) + high))
         lambdas = [None] * args.extra_low + lambdas + [None] * args.extra_high  # None: extrapolated, not trained
-    shape = {"mode": args.mode, "n": a["n"], "m": a["m"], "nz": net.nz, "ctx": net.ctx, "qualities": net.qualities,
-             "stages": net.stages, "context": net.context_model,
-             "default_quality": args.default_quality, "lambdas": lambdas, "steps": ck["step"]}
+    shape = layer_config(model, a) | {"default_quality": args.default_quality, "lambdas": lambdas, "steps": ck["step"]}
     install(export_enhancement(model), {"enhancement": shape}, args.name, args.summary, args.out, args.kind, args.extends)
 
 

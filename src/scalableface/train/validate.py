@@ -26,16 +26,10 @@ from ..paths import cache_dir
 def codec_of_checkpoint(path: Path):
     """The run-time EnhancementCodec of a train.enhance checkpoint, and its step."""
     from ..layers.enhance import load_enhancement
-    from .enhance import EnhanceTrainer, export, shape_of
+    from .enhance import export, layer_config, load_run
 
-    ck = torch.load(path, weights_only=True)
-    a = ck["args"]
-    model = EnhanceTrainer(a["mode"], qualities=len(a["lambdas"]), **shape_of(a))
-    model.load_state_dict(ck["model"])
-    net = model.net
-    config = {"mode": a["mode"], "n": a["n"], "m": a["m"], "nz": net.nz, "ctx": net.ctx, "qualities": net.qualities,
-              "stages": net.stages, "context": net.context_model}
-    return load_enhancement(export(model), {"enhancement": config}), ck["step"]
+    model, ck = load_run(path)
+    return load_enhancement(export(model), {"enhancement": layer_config(model, ck["args"])}), ck["step"]
 
 
 def codec_of_model(name: str):
