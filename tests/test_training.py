@@ -180,6 +180,32 @@ def test_the_decoder_rebuilds_exactly_the_encoders_dequantized_latent(cache, sta
             codec.decode_latent(payload[:2] + bytes(len(payload) - 2), q, 128)
 
 
+def test_the_per_pass_entropy_parameters_equal_the_dense_network():
+    """The run-time coder computes the checkerboard's entropy parameters only at each pass's positions
+    (and the context only over its anchor taps); they must be the training network's dense ones."""
+    from scalableface.layers.enhance import anchor_mask, load_enhancement, scale_indexes
+    from scalableface.train import enhance
+
+    torch.manual_seed(4)
+    model = enhance.EnhanceTrainer("residual", n=8, m=8, stages=3, context="checkerboard")
+    config = {"mode": "residual", "n": 8, "m": 8, "nz": model.net.nz, "ctx": model.net.ctx,
+              "qualities": model.net.qualities, "stages": 3, "context": "checkerboard"}
+    codec = load_enhancement(enhance.export(model), {"enhancement": config})
+    rng = np.random.default_rng(4)
+    with torch.inference_mode():
+        hyper = codec.net64.hyper(torch.from_numpy(rng.normal(size=(1, codec.net.nz, 4, 4))))
+    gains = np.exp(rng.normal(size=(8, 1, 1)))
+    anchors = anchor_mask(16, 16)[0, 0].numpy().astype(bool)
+    known = rng.normal(size=(8, 16, 16)) * anchors
+    for before, where in ((None, anchors), (known, ~anchors)):
+        means, tables = codec.parameters_at(hyper, before, gains, where)
+        with torch.inference_mode():
+            mu, sigma = codec.net64.parameters_from(hyper, None if before is None else torch.from_numpy(before[None]))
+        assert means.shape == tables.shape == (8, where.sum())
+        assert np.allclose(means, (mu[0].numpy() * gains)[:, where], rtol=0, atol=1e-9)
+        assert np.array_equal(tables, scale_indexes((sigma[0].numpy() * gains)[:, where]))
+
+
 def test_enhancement_tables_code_far_outliers_without_clamping():
     from scalableface.layers.enhance import scale_table
     from scalableface.train import enhance

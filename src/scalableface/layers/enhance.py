@@ -248,12 +248,48 @@ class EnhancementCodec:
             return [anchors, ~anchors]
         return [np.ones((h, w), bool)]
 
-    def _parameters(self, hyper: torch.Tensor, known: np.ndarray | None, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(gained means, table indexes) of one face's latent, in float64, from the hyper-synthesis
-        output and the dequantized latent decoded so far (zero where not yet decoded)."""
+    def parameters_at(self, hyper: torch.Tensor, known: np.ndarray | None, gains: np.ndarray,
+                    where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(gained means, table indexes), M x P, of one face's latent at the P positions `where`
+        (h x w booleans), in float64, from the hyper-synthesis output and the dequantized latent
+        decoded so far (zero where not yet decoded; None in the first pass)."""
         with torch.inference_mode():
-            means, scales = self.net64.parameters_from(hyper, None if known is None else torch.from_numpy(known[None]))
-        return means[0].numpy() * gains, scale_indexes(scales[0].numpy() * gains)
+            if self.net.context_model == "checkerboard":
+                means, scales = self._checkerboard_parameters(hyper[0], known, torch.from_numpy(where))
+            else:
+                means, scales = (v[0][:, torch.from_numpy(where)] for v in self.net64.parameters_from(hyper, None))
+        g = gains[:, :, 0]
+        return means.numpy() * g, scale_indexes(scales.numpy() * g)
+
+    @cached_property
+    def _context_taps(self) -> tuple[list, torch.Tensor]:
+        """The spatial context's taps (dr, dc) that reach an anchor from a second-pass position
+        (dr + dc odd: the other 13 of the 25 always see zeros), and their weights side by side,
+        M x (taps * M), so the context is one matrix product over the positions that need it."""
+        w = self.net64.spatial_context.weight
+        taps = [(dr, dc) for dr in range(-2, 3) for dc in range(-2, 3) if (dr + dc) % 2]
+        return taps, torch.cat([w[:, :, dr + 2, dc + 2] for dr, dc in taps], 1)
+
+    def _checkerboard_parameters(self, hyper: torch.Tensor, known: np.ndarray | None,
+                                 where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """EnhanceNet.parameters_from at the positions of one pass only: the 1x1 entropy-parameter
+        layers per position and, in the second pass, the 5x5 context over its anchor taps alone.
+        Equal to the dense computation up to float64 rounding; encoder and decoder both run this."""
+        net, m = self.net64, self.net.m
+        rows, cols = torch.nonzero(where, as_tuple=True)
+        if known is None:  # first pass: the context is zero (bitstream_spec.md, 7.3)
+            ctx = hyper.new_zeros(m, len(rows))
+        else:
+            taps, weights = self._context_taps
+            padded = F.pad(torch.from_numpy(known), (2, 2, 2, 2))
+            gathered = torch.cat([padded[:, rows + 2 + dr, cols + 2 + dc] for dr, dc in taps])
+            ctx = weights @ gathered + net.spatial_context.bias[:, None]
+        first, second = net.entropy_parameters[0], net.entropy_parameters[2]
+        x = torch.cat([hyper[:, rows, cols], ctx])
+        x = F.leaky_relu(first.weight[:, :, 0, 0] @ x + first.bias[:, None], 0.2)
+        out = second.weight[:, :, 0, 0] @ x + second.bias[:, None]
+        means, raw = out.chunk(2, 0)
+        return means, F.softplus(raw) + 1e-3
 
     def _start(self, z_sym: np.ndarray, q: int) -> tuple[torch.Tensor, np.ndarray]:
         """(hyper-synthesis output, gains) for one face's z symbols at 0-based quality q."""
@@ -305,13 +341,12 @@ class EnhancementCodec:
         y_sym = np.zeros(y.shape, np.int64)
         known = np.zeros(y.shape, np.float64)
         for i, where in enumerate(self._passes(*y.shape[1:])):
-            means, idx = self._parameters(hyper, known if i else None, gains)
-            sym = self.y_tables.clamp(np.rint(y * gains - means).astype(np.int64), idx)
-            flat_sym, flat_idx = sym[:, where], idx[:, where]
+            means, flat_idx = self.parameters_at(hyper, known if i else None, gains, where)
+            flat_sym = self.y_tables.clamp(np.rint(y[:, where] * gains[:, :, 0] - means).astype(np.int64), flat_idx)
             for k in np.unique(flat_idx):
                 enc.encode((flat_sym[flat_idx == k] - self.y_tables.offsets[k]).astype(np.int32), self.y_tables.models[k])
             y_sym[:, where] = flat_sym
-            known[:, where] = ((sym + means) / gains)[:, where]
+            known[:, where] = (flat_sym + means) / gains[:, :, 0]
         check = symbol_check(y_sym)
         return check.to_bytes(2, "big") + enc.get_compressed().astype("<u4").tobytes(), known
 
@@ -340,14 +375,13 @@ class EnhancementCodec:
             z_sym = z_sym.reshape(self.net.nz, zh, zw) + self.z_tables.offsets[:, None, None]
             hyper, gains = self._start(z_sym, q)
             for i, where in enumerate(self._passes(h, w)):
-                means, idx = self._parameters(hyper, known if i else None, gains)
-                flat_idx = idx[:, where]
+                means, flat_idx = self.parameters_at(hyper, known if i else None, gains, where)
                 flat_sym = np.zeros(flat_idx.shape, np.int64)
                 for k in np.unique(flat_idx):
                     sel = flat_idx == k
                     flat_sym[sel] = dec.decode(self.y_tables.models[k], int(sel.sum())) + self.y_tables.offsets[k]
                 y_sym[:, where] = flat_sym
-                known[:, where] = (flat_sym + means[:, where]) / gains[:, :, 0]
+                known[:, where] = (flat_sym + means) / gains[:, :, 0]
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction's ways of saying the data ran out or is invalid
             raise BitstreamError(f"enhancement layer does not decode: {e}") from None
         if symbol_check(y_sym) != int.from_bytes(payload[:2], "big"):
