@@ -130,6 +130,12 @@ def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, sh
     log = log_lines(cache / f"{run}.log")
     assert [r["step"] for r in log] == [2, 4]
     assert set(log[-1]) >= {f"q{i}" for i in range(1, len(enhance.LAMBDAS) + 1)}
+    if mode == "single":  # the model card's validation curve, drawn from this log
+        from scalableface.train import curve
+
+        curve.main([str(cache / f"{run}.log"), "-o", str(tmp_path / "curve")])
+        assert [p["step"] for p in json.loads((tmp_path / "curve" / "validation.json").read_text())] == [2, 4]
+        assert (tmp_path / "curve" / "validation.png").read_bytes()[:4] == b"\x89PNG"
 
     ck = torch.load(cache / f"{run}.pt", weights_only=True)
     model = enhance.EnhanceTrainer(mode, **enhance.shape_of(ck["args"]))
