@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BitstreamError, ModelError
-from .exact import per_face
+from .exact import map_faces, per_face
 
 MODES = ("conditional", "residual", "single")
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
@@ -321,7 +321,8 @@ class EnhancementCodec:
         for q in qualities:
             if not 1 <= q <= self.qualities:
                 raise BitstreamError(f"the header names enhancement quality {q}; this model has 1..{self.qualities}")
-        y_hat = np.stack([self._decompress_one(p, q - 1, (self.net.m, h // f, w // f)).values for p, q in zip(payloads, qualities)])
+        shape = (self.net.m, h // f, w // f)
+        y_hat = np.stack([d.values for d in map_faces(lambda i: self._decompress_one(payloads[i], qualities[i] - 1, shape), n)])
         b = _tensor(bases) if self.mode != "single" else None
         out = per_face(lambda y1, b1: self.net.synthesise(y1, b1, self.net.contexts(b1)),
                        torch.from_numpy(y_hat.astype(np.float32)), b)
