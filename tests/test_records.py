@@ -347,3 +347,15 @@ def test_record_commands_do_not_import_torch(folder, tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_eval_counts_real_bytes():
+    from scalableface.eval.records import gallery_bytes
+
+    s, files = sample(100)
+    g = gallery_bytes(s, RATES[0], [f"sfc/{i}.sfc" for i in range(100)])
+    payload = np.mean([len(sfc_payload(f)) for f in files])
+    assert g["payload"] == pytest.approx(payload) and g["sfc_file"] == pytest.approx(payload + 20)
+    assert g["gallery_bytes_per_face"] == pytest.approx(payload + 1 + (20 + 4 * 2) / 100)
+    assert g["sfr_block1"] == pytest.approx(payload + 1 + 4 + 0.2) and g["sfr_with_names"] > g["sfr_block64"]
+    assert g["information"] < g["payload"]
