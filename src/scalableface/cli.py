@@ -379,10 +379,11 @@ def extract_features(inputs, output, fmt, aligned, force):
 
 
 def _is_records(path: str) -> bool:
-    """A gallery record file, by its suffix or its magic bytes (stdin is never one)."""
+    """A gallery record file, by its suffix, or by its magic bytes when the suffix is not .sfc (stdin is never one)."""
     from .gallery import _starts_with
 
-    return path != "-" and (Path(path).suffix.lower() == ".sfr" or _starts_with(path, b"SFR"))
+    suffix = Path(path).suffix.lower()
+    return path != "-" and (suffix == ".sfr" or suffix != ".sfc" and _starts_with(path, b"SFR"))
 
 
 def _features(files, aligned):

@@ -282,7 +282,8 @@ def collect(paths: Sequence[str], *, label_folders: bool = False) -> tuple[list,
         else:
             found = [src for src, _ in expand_inputs([p], {".sfc", ".sfr"})[0]]
             for src in found:
-                if Path(src).suffix.lower() == ".sfr" or _starts_with(src, b"SFR"):
+                suffix = Path(src).suffix.lower()
+                if suffix == ".sfr" or suffix != ".sfc" and _starts_with(src, b"SFR"):
                     record_files.append(src)
                 else:
                     sources.append(src)
