@@ -86,7 +86,7 @@ def _crc16(data: bytes) -> int:
     return binascii.crc_hqx(data, 0)
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -121,7 +121,7 @@ def pack_header(h: Header) -> bytes:
 def pack_layer(kind: LayerType, payload: bytes) -> bytes:
     if len(payload) > MAX_LAYER_BYTES:
         raise ValueError("layer payload over 1 MiB")
-    head = bytes([kind]) + _varint(len(payload))
+    head = bytes([kind]) + varint(len(payload))
     return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
@@ -181,18 +181,38 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     return header, size
 
 
-def _read_varint(data: bytes, pos: int, name: str) -> tuple[int, int]:
+class VarintError(ValueError):
+    """A LEB128 field that is cut ("cut"), longer than allowed ("long") or not minimal ("non-minimal")."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+def read_varint(data: bytes, pos: int, most: int) -> tuple[int, int]:
+    """(value, position after it) of the minimal unsigned LEB128 varint of at most `most` bytes at `pos`."""
     value = 0
-    for i in range(MAX_LENGTH_BYTES):
+    for i in range(most):
         if pos + i >= len(data):
-            raise BitstreamError(f"truncated {name} layer: the file ends inside its length field")
+            raise VarintError("cut")
         byte = data[pos + i]
         value |= (byte & 0x7F) << (7 * i)
         if not byte & 0x80:
             if i > 0 and byte == 0:
-                raise BitstreamError(f"invalid {name} layer: non-minimal length encoding")
+                raise VarintError("non-minimal")
             return value, pos + i + 1
-    raise BitstreamError(f"invalid {name} layer: length field longer than {MAX_LENGTH_BYTES} bytes")
+    raise VarintError("long")
+
+
+def _read_varint(data: bytes, pos: int, name: str) -> tuple[int, int]:
+    try:
+        return read_varint(data, pos, MAX_LENGTH_BYTES)
+    except VarintError as e:
+        raise BitstreamError({
+            "cut": f"truncated {name} layer: the file ends inside its length field",
+            "non-minimal": f"invalid {name} layer: non-minimal length encoding",
+            "long": f"invalid {name} layer: length field longer than {MAX_LENGTH_BYTES} bytes",
+        }[e.kind]) from None
 
 
 def parse(data: bytes, upto: Optional[LayerType] = None) -> SfcFile:

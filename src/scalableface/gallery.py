@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import codec, models
-from .errors import InputError, ModelError, SfaceError
+from .errors import InputError, ModelError, SfaceError, named
 from .files import expand_inputs, read_bytes, write_bytes
 from .layers.identity import DESCRIPTOR_DIMS
 
@@ -108,6 +108,30 @@ class Gallery:
         _report(feats.failures, names, errors)
         self.add_descriptors(feats.descriptors, [names[k] for k in feats.index], [labels[k] for k in feats.index], approximate)
         return len(feats.index)
+
+    def add_records(self, source, *, name: Optional[str] = None, label_folders: bool = False, skip=(),
+                    approximate: Optional[bool] = None) -> int:
+        """Add every face of a gallery record file (.sfr: a path, its bytes or records.Records),
+        decoded in one vectorised pass; entries are named by the names stored in it (else NAME#k)
+        and, with `label_folders`, labelled by their folder. Names in `skip` are left out. Returns how
+        many were added. A damaged file, or one of another model, raises and adds nothing."""
+        from . import records
+
+        name = name or (str(source) if isinstance(source, (str, Path)) else "records")
+        try:
+            r = source if isinstance(source, records.Records) else records.parse(
+                read_bytes(str(source)) if isinstance(source, (str, Path)) else bytes(source))
+            if r.model_id != self.model_id:
+                raise InputError(f"coded with model {r.model_hex}, not {self.model_id.hex()} as the index")
+            r, vectors = records.descriptors(r)
+        except SfaceError as e:
+            raise named(e, name) from None
+        entry_names = records.record_names(r, name)
+        keep = [k for k, n in enumerate(entry_names) if n not in skip]
+        files = [entry_names[k] for k in keep]
+        labels = [Path(n.split("#")[0]).parent.name or None for n in files] if label_folders else [None] * len(files)
+        self.add_descriptors(vectors[keep], files, labels, approximate)
+        return len(keep)
 
     def add_descriptors(self, vectors: np.ndarray, files: list, labels: list, approximate: Optional[bool] = None) -> None:
         """Add entries by their descriptors (N x 128, in this model's space, e.g. a gallery table's column)."""
@@ -240,11 +264,12 @@ def info(path: str) -> dict:
     return {"file": str(path), "bytes": len(data), "labelled": sum(l is not None for l in labels)} | head
 
 
-def collect(paths: Sequence[str], *, label_folders: bool = False) -> tuple[list, list[str], list, list]:
-    """(sources, names, labels, failures) for building an index: .sfc files, folders of them (recursing),
-    and Parquet gallery tables (a .parquet file, or a folder of them as the Ray pipeline writes one),
-    whose failed rows are failures. With `label_folders`, an entry's label is its folder's name."""
-    sources, names, failures = [], [], []
+def collect(paths: Sequence[str], *, label_folders: bool = False) -> tuple[list, list[str], list, list, list]:
+    """(sources, names, labels, failures, record_files) for building an index: .sfc files, folders of
+    them (recursing), and Parquet gallery tables (a .parquet file, or a folder of them as the Ray
+    pipeline writes one), whose failed rows are failures; gallery record files (.sfr, also found in
+    folders) are listed apart, for add_records. With `label_folders`, an entry's label is its folder's name."""
+    sources, names, failures, record_files = [], [], [], []
     for p in paths:
         path = Path(p)
         if path.suffix.lower() == ".parquet" or path.is_dir() and any(path.glob("*.parquet")):
@@ -255,8 +280,21 @@ def collect(paths: Sequence[str], *, label_folders: bool = False) -> tuple[list,
             names += table_names
             failures += bad
         else:
-            found = [src for src, _ in expand_inputs([p], {".sfc"})[0]]
-            sources += found
-            names += found
+            found = [src for src, _ in expand_inputs([p], {".sfc", ".sfr"})[0]]
+            for src in found:
+                suffix = Path(src).suffix.lower()
+                if suffix == ".sfr" or suffix != ".sfc" and _starts_with(src, b"SFR"):
+                    record_files.append(src)
+                else:
+                    sources.append(src)
+                    names.append(src)
     labels = [Path(n.split("#")[0]).parent.name or None for n in names] if label_folders else [None] * len(names)
-    return sources, names, labels, failures
+    return sources, names, labels, failures, record_files
+
+
+def _starts_with(path: str, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False  # reported when it is read

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from .. import container, entropy
+from .. import container, entropy, records
 from ..container import Header, LayerType
 from ..entropy import FrequencyTable
 from ..facesets import UTK_VALIDATION, aligned_crops, reference_descriptors
@@ -109,10 +109,13 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
         psnr, msssim = psnr_msssim(crops, generated)
         rows.append(generated[shown])
         identity_bytes = float(np.mean([len(p) for p in payloads]))
+        gallery = len(records.to_bytes(model_id, rate, payloads)) / len(payloads)  # one .sfr file, no names
         out["rates"].append({
             "rate": rate,
             "identity_payload_bytes": identity_bytes,
             "identity_file_bytes": float(id_file),
+            # all told per face when the whole set is one gallery record file (.sfr, 64 records per CRC)
+            "gallery_bytes_per_face": gallery,
             "appearance_payload_bytes": app_bytes,
             "base_payload_bytes": identity_bytes + app_bytes,
             "base_file_bytes": float(base_file),
