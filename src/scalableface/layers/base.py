@@ -55,8 +55,7 @@ class BaseLayer:
 
     @cached_property
     def appearance_tables(self) -> list:
-        t = self.tensors
-        return entropy.tables_from_arrays(t["appearance.table_offsets"], t["appearance.table_freqs"], t["appearance.table_lengths"])
+        return entropy.unpack_tables(self.tensors, "appearance")
 
     @cached_property
     def appearance_medians(self) -> np.ndarray:
