@@ -105,7 +105,7 @@ def _run_jobs(planned, work, verb, workers=1, as_json=False, *, force=False, ski
     others go on, and the exit status is 1 if any failed or was passed over. An output that exists
     fails without any work (unless `force`); with `skip_existing` (a check of an output's bytes) an
     existing output that passes it is skipped and counted apart. A progress bar shows on a terminal only."""
-    from .batch import run
+    from . import batch
 
     jobs, passed_over = planned
     failures = [{"input": path, "error": reason} for path, reason in passed_over]
@@ -124,7 +124,7 @@ def _run_jobs(planned, work, verb, workers=1, as_json=False, *, force=False, ski
             todo.append((src, dst))
     done = 0
     show = len(todo) > 1 and sys.stderr.isatty()
-    outcomes = run(todo, work, workers)
+    outcomes = batch.run(todo, work, workers)
     with click.progressbar(outcomes, length=len(todo), label=verb, file=sys.stderr) if show else _nullbar(outcomes) as bar:
         for src, dst, error in bar:
             if error is not None:
@@ -638,7 +638,7 @@ def bench(data, out_dir, limit, codecs, model, also, sharp, sharp_limit, no_shar
 
     Every point is cached as soon as it is measured: re-running resumes. A full run codes 7,701 crops
     at about 45 points and takes hours on 2 cores; --limit 1000 takes minutes."""
-    from .eval.bench import run
+    from .eval import bench
     from .paths import data_dir
 
     out = Path(out_dir)
@@ -647,7 +647,7 @@ def bench(data, out_dir, limit, codecs, model, also, sharp, sharp_limit, no_shar
     sharp_dir = None if no_sharp else Path(sharp) if sharp else data_dir() / "utkface-extra"
     if sharp_dir is not None and not sharp_dir.is_dir():
         sharp_dir = None
-    run(lfw, out, limit=limit, model=model, only=codecs.split(",") if codecs else None, extra_models=also,
+    bench.run(lfw, out, limit=limit, model=model, only=codecs.split(",") if codecs else None, extra_models=also,
         sharp=sharp_dir, sharp_limit=sharp_limit, log=lambda m: click.echo(m, err=True))
 
 

@@ -20,12 +20,10 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from . import container, entropy, models
+from .canonical import CROP_SIZE, DESCRIPTOR_DIM
 from .container import Header, LayerType, SfcFile, Transform
 from .errors import BitstreamError, InputError, SalvageableError, SfaceError, named
 from .layers.base import BaseLayer
-from .layers.identity import DESCRIPTOR_DIMS
-
-CROP_SIZE = 128  # the crop every model of this release codes (align.CROP_SIZE, without importing dlib)
 
 Source = Union[str, Path, bytes, np.ndarray]
 LAYER_CHOICES = ("identity", "base", "full")
@@ -289,7 +287,7 @@ def decode_many(sources: Sequence[Source], *, layer: str = "full", salvage: bool
         layers = ["base" if a else "identity" for a in apps]
         full = [k for k, f in enumerate(group) if layer == "full" and f.top == LayerType.ENHANCEMENT]
         if full:
-            full = _enhance(_enhancement_by_id(model_id), group, full, images, salvage, damage, idx)
+            full = _decode_enhancement(_enhancement_by_id(model_id), group, full, images, salvage, damage, idx)
             for k in full:
                 layers[k] = "full"
         for k, f in enumerate(group):
@@ -302,8 +300,8 @@ def decode_many(sources: Sequence[Source], *, layer: str = "full", salvage: bool
     return out
 
 
-def _enhance(enh, group: list[SfcFile], full: list[int], images: np.ndarray, salvage: bool,
-             damage: dict[int, str], idx: list[int]) -> list[int]:
+def _decode_enhancement(enh, group: list[SfcFile], full: list[int], images: np.ndarray, salvage: bool,
+                        damage: dict[int, str], idx: list[int]) -> list[int]:
     """Decode the enhancement layers of group[k] for k in `full` onto their base faces in `images`;
     with `salvage`, a layer that does not decode leaves its base face, and its note in `damage`.
     Returns the k whose enhancement layer was decoded."""
@@ -427,7 +425,7 @@ def extract_features_many(sources: Sequence[Source], *, aligned: bool = False, m
         except SfaceError as e:
             failures.append((k, str(e)))
     order = np.argsort(index, kind="stable")
-    vectors = np.concatenate(rows)[order] if rows else np.zeros((0, DESCRIPTOR_DIMS), np.float32)
+    vectors = np.concatenate(rows)[order] if rows else np.zeros((0, DESCRIPTOR_DIM), np.float32)
     return Features(vectors, [index[o] for o in order], sorted(failures))
 
 

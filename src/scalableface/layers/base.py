@@ -74,13 +74,13 @@ class BaseLayer:
 
     @cached_property
     def appearance_encoder(self):
-        from .texture import AppearanceEncoder
+        from .appearance import AppearanceEncoder
 
         return self._module(AppearanceEncoder, "appearance.encoder.")
 
     @cached_property
     def generator(self):
-        from .texture import Generator
+        from .appearance import Generator
 
         return self._module(Generator, "generator.")
 
@@ -122,7 +122,7 @@ class BaseLayer:
         return q + self.appearance_medians
 
     def generate(self, descriptors: np.ndarray, appearances: np.ndarray) -> np.ndarray:
-        """Base textures: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents, each
+        """Base faces: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents, each
         face the same whatever the batch and the thread count (layers/exact.py)."""
         import torch
 

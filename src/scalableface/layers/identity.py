@@ -14,8 +14,6 @@ import numpy as np
 from .. import entropy
 from ..errors import BitstreamError, ModelError
 
-DESCRIPTOR_DIMS = 128
-
 
 def _silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))

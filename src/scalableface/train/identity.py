@@ -23,7 +23,7 @@ from torch import nn
 
 from ..facesets import UTK_VALIDATION
 from ..paths import cache_dir
-from ..layers.identity import DESCRIPTOR_DIMS
+from ..canonical import DESCRIPTOR_DIM
 from .common import optimizers, resume, round_with_noisy_rate, run, save_checkpoint, table_tensors
 
 INPUT_SCALE = 10.0  # descriptor entries are ~0.1; this brings them near unit scale
@@ -41,8 +41,8 @@ def mlp(dims: list[int]) -> nn.Sequential:
 class IdentityNet(nn.Module):
     def __init__(self, latent: int = 32, hidden: int = 256):
         super().__init__()
-        self.analysis = mlp([DESCRIPTOR_DIMS, hidden, hidden, latent])
-        self.synthesis = mlp([latent, hidden, hidden, DESCRIPTOR_DIMS])
+        self.analysis = mlp([DESCRIPTOR_DIM, hidden, hidden, latent])
+        self.synthesis = mlp([latent, hidden, hidden, DESCRIPTOR_DIM])
         self.entropy_bottleneck = EntropyBottleneck(latent)
 
     def forward(self, d: torch.Tensor):

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..eval.metrics import psnr
 from ..facesets import UTK_VALIDATION
-from ..layers.texture import AppearanceEncoder, Generator
+from ..layers.appearance import AppearanceEncoder, Generator
 from ..paths import cache_dir
 from ..recognizer import descriptor_from_crops, load_recognizer
 from .common import optimizers, resume, round_with_noisy_rate, run, save_checkpoint, table_tensors
