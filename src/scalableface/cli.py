@@ -588,16 +588,16 @@ def eval_base(data, model, workers, output, grid):
     """Rate-accuracy of the base layer per rate point on LFW, beside PCA anchors."""
     import numpy as np
 
-    from . import codec
+    from . import modelset
     from .eval.base_layer import evaluate
     from .paths import cache_dir, data_dir
 
     utk = cache_dir() / "utk_desc.npy"
     if not utk.exists():
         raise SfaceError("the PCA anchors need UTKFace descriptors: run `python -m scalableface.train.prepare` first")
-    entry, base = codec._model(model)
-    res = evaluate(Path(data) if data else data_dir() / "lfw", base, entry.short_id, np.load(utk).mean(axis=1), workers, grid)
-    res["model"] = {"name": entry.name, "id": entry.short_id.hex()}
+    ms = modelset.load(model)
+    res = evaluate(Path(data) if data else data_dir() / "lfw", ms.base, ms.entry.short_id, np.load(utk).mean(axis=1), workers, grid)
+    res["model"] = {"name": ms.entry.name, "id": ms.entry.short_id.hex()}
     ref = res["reference_flip"]
     click.echo(f"reference (flip-averaged descriptors): {100 * ref['mean']:.2f}% +- {100 * ref['std']:.2f}")
     click.echo("rate  id bytes  id file  base bytes  base file  id accuracy      generated acc    PSNR   MS-SSIM  vs PCA")

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import codec, models
+from . import codec, models, modelset
 from .canonical import DESCRIPTOR_DIM
 from .errors import InputError, ModelError, SfaceError
 from .files import expand_inputs, read_bytes, write_bytes
@@ -77,8 +77,8 @@ class Gallery:
 
     @classmethod
     def empty(cls, model: Optional[str] = None) -> "Gallery":
-        entry = models.find(model) if model else models.default_model()
-        return cls(entry.name, entry.short_id, codec.model_threshold(entry.name), _faiss().IndexFlatL2(DESCRIPTOR_DIM))
+        ms = modelset.load(model)
+        return cls(ms.entry.name, ms.entry.short_id, ms.base.threshold, _faiss().IndexFlatL2(DESCRIPTOR_DIM))
 
     @classmethod
     def build(cls, sources: Sequence, *, names: Optional[Sequence[str]] = None, labels: Optional[Sequence] = None,

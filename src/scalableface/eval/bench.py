@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import codec as sface
-from .. import container, models
+from .. import container, models, modelset
 from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files
 from ..paths import cache_dir
 from .bdrate import bd_rate
@@ -57,8 +57,8 @@ def _payload(data: bytes) -> int:
 
 
 def sface_full(model: str) -> Contender:
-    entry = models.find(model)
-    enh = sface._enhancement(entry.name)
+    ms = modelset.load(model)
+    entry, enh = ms.entry, ms.enhancement
 
     def run(crops, q, desc):
         files = sface.encode_crops(crops, layers="full", quality=q, model=entry.name, descriptors=desc)
@@ -83,8 +83,8 @@ def sface_base(model: str) -> Contender:
 
 
 def single_layer(model: str) -> Contender:
-    entry = models.find(model)
-    enh = sface._enhancement(entry.name)
+    ms = modelset.load(model)
+    entry, enh = ms.entry, ms.enhancement
 
     def run(crops, q, desc):
         payloads = enh.compress(crops, None, q)
@@ -270,7 +270,7 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     pairs, images = subset(pairs, limit)
     crops = np.asarray(crops_all[images]) if len(images) < len(crops_all) else crops_all
     ref = ref_all[images]
-    encoder_desc = ref.mean(axis=1)  # flip-averaged: what sface's encoder codes (codec.describe_crop)
+    encoder_desc = ref.mean(axis=1)  # flip-averaged: what sface's encoder codes (layers.base.BaseLayer.describe)
     reference = verification_accuracy(pairs, ref[:, 0])
     image_key = hashlib.sha256("\n".join(str(p) for p in pairs.images).encode()).hexdigest()[:16]
     log(f"{len(pairs.images)} images, {len(pairs.same)} pairs; reference accuracy {reference}")

@@ -78,9 +78,9 @@ def base_faces(name: str, crops: np.ndarray, descriptors: np.ndarray, cache: Pat
     """The base-layer face of every crop (what `decode --layer base` shows), cached as <cache>/<name>_base_r<rate>.npy."""
     from tqdm import tqdm
 
-    from ..codec import _model
+    from .. import modelset
 
-    entry, base = _model("sface-base-v1")
+    base = modelset.load("sface-base-v1").base
     rate = rate or base.default_rate
     out_file = cache / f"{name}_base_r{rate}.npy"
     if out_file.exists() and np.load(out_file, mmap_mode="r").shape == crops.shape:
