@@ -2,6 +2,7 @@
 cache folder, a corrupt image, names that need CSV quoting, a missing weights file."""
 
 import csv
+import errno
 import io
 import json
 import os
@@ -142,8 +143,6 @@ def test_pillow_warnings_do_not_leak(tmp_path, monkeypatch):
 
 
 def test_extract_features_writes_both_outputs_or_neither(tmp_path, monkeypatch):
-    from scalableface import files
-
     p = tmp_path / "a.sfc"
     p.write_bytes(identity_file(3))
     out = tmp_path / "G.npy"
@@ -153,20 +152,20 @@ def test_extract_features_writes_both_outputs_or_neither(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "exists" in r.stderr
     assert not (tmp_path / "G.files.txt").exists() and out.read_bytes() == b"an old gallery"
     out.unlink()
-    real_commit = files._commit
+    real_link = os.link
     calls = []
 
-    def full_disk_on_second(tmp, target, force):
+    def full_disk_on_second(tmp, target):  # files.write_files names each output with a hard link
         calls.append(target)
         if len(calls) == 2:
-            raise files.SfaceError(f"cannot write {target}: No space left on device")
-        real_commit(tmp, target, force)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_link(tmp, target)
 
-    monkeypatch.setattr(files, "_commit", full_disk_on_second)
+    monkeypatch.setattr(os, "link", full_disk_on_second)
     r = runner.invoke(main, ["extract-features", str(p), "-o", str(out)])
     assert r.exit_code == 1 and "No space left" in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["a.sfc"]  # neither output, no temporary
-    monkeypatch.setattr(files, "_commit", real_commit)
+    monkeypatch.setattr(os, "link", real_link)
     r = runner.invoke(main, ["extract-features", str(p), "-o", str(out)])
     assert r.exit_code == 0
     assert np.load(out).shape == (1, 128) and (tmp_path / "G.files.txt").read_text() == f"{p}\n"

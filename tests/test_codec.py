@@ -10,7 +10,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import scalableface as sf
-from scalableface import codec, container
+from scalableface import codec, container, modelset
 from scalableface.cli import main
 from scalableface.container import LayerType
 from scalableface.errors import BitstreamError, InputError, ModelError
@@ -48,11 +48,11 @@ def test_decode_base_gives_a_face_that_the_recognizer_accepts(photo, sfc):
 
 
 def test_extract_features_equals_the_encoders_decoded_descriptor(photo, sfc):
-    entry, base = codec._model()
+    base = modelset.load().base
     rate = container.parse(sfc).header.base_rate
     ident = base.identity(rate)
     crop = codec.align_image(str(photo)).crop
-    own = ident.reconstruct(ident.quantize(codec.describe_crop(crop)[None]))[0]
+    own = ident.reconstruct(ident.quantize(base.describe(crop[None])))[0]
     assert np.array_equal(sf.extract_features(sfc), own)
     # and from the image directly: the same path
     assert np.array_equal(sf.extract_features(str(photo)), own)
@@ -68,7 +68,7 @@ def test_stripped_file_decodes_to_the_same_base_image(sfc):
 
 
 def test_rate_points_trade_bytes_for_fidelity(photo):
-    _, base = codec._model()
+    base = modelset.load().base
     lo, hi = base.rates[0], base.rates[-1]
     small = container.parse(sf.encode(str(photo), layers="identity", base_rate=lo)).layer(LayerType.IDENTITY)
     large = container.parse(sf.encode(str(photo), layers="identity", base_rate=hi)).layer(LayerType.IDENTITY)

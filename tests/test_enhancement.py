@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import scalableface as sf
-from scalableface import codec, container
+from scalableface import codec, container, modelset
 from scalableface.cli import main
 from scalableface.container import LayerType
 from scalableface.errors import BitstreamError, InputError, SfaceError
@@ -19,7 +19,7 @@ def crop(photo):
 
 @pytest.fixture(scope="module")
 def qualities():
-    return codec._enhancement(codec._model()[0].name).qualities
+    return modelset.load().enhancement.qualities
 
 
 @pytest.fixture(scope="module")

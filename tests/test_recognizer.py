@@ -76,4 +76,4 @@ def test_gradient_reaches_the_input(dlib_faces):
 def test_truncated_file_is_a_model_error():
     data = recognizer.dlib_model_path(recognizer.WEIGHTS_FILE).read_bytes()
     with pytest.raises(ModelError):
-        recognizer._read_net(data[: len(data) // 2])
+        recognizer.read_net(data[: len(data) // 2])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from scalableface import codec, container, entropy, records
+from scalableface import codec, container, entropy, modelset, records
 from scalableface.cli import main
 from scalableface.errors import BitstreamError, InputError, ModelError, SfaceError
 
@@ -73,7 +73,7 @@ def test_block_sizes_and_names(block):
 
 
 def test_an_empty_gallery_is_a_valid_file():
-    mid = codec._model()[0].short_id
+    mid = modelset.load().entry.short_id
     for names in (None, []):
         data = records.to_bytes(mid, RATES[0], [], names)
         r, vectors = records.descriptors(data)
@@ -103,12 +103,12 @@ def reseal(data) -> bytes:
     pos = records.HEADER_SIZE
     for start in range(0, count, block):
         for _ in range(start, min(start + block, count)):
-            length, pos = records._read_varint(bytes(d), pos, 2, "")
+            length, pos = container.read_varint(bytes(d), pos, 2)
             pos += length
         pos += 4
         recrc(d, pos)
     if d[4] & records.FLAG_NAMES:
-        length, pos = records._read_varint(bytes(d), pos, 4, "")
+        length, pos = container.read_varint(bytes(d), pos, 4)
         recrc(d, pos + length + 4)
     return bytes(d)
 
@@ -152,7 +152,7 @@ def test_a_later_minor_version_is_read(good):
 
 
 def build(payloads, names=None, block=4, model_id=None, rate=None):
-    mid = model_id or codec._model()[0].short_id
+    mid = model_id or modelset.load().entry.short_id
     return bytearray(records.to_bytes(mid, rate or RATES[0], payloads, names, block))
 
 

@@ -50,24 +50,21 @@ def record(data: bytes) -> tuple[dict, np.ndarray]:
     import torch
 
     import scalableface as sf
-    from scalableface import container, entropy, models
+    from scalableface import container, entropy, modelset
     from scalableface.container import LayerType
-    from scalableface.layers.base import BaseLayer
-    from scalableface.layers.enhance import load_enhancement
 
     torch.set_num_threads(1)  # CPU convolutions pick their algorithm by thread count
     f = container.parse(data)
     h = f.header
-    entry = models.find(h.model_id)
-    tensors, config = models.load(entry)
-    base = BaseLayer(tensors, config)
+    ms = modelset.load(h.model_id)
+    base = ms.base
     symbols: dict = {"identity": [int(s) for s in base.identity(h.base_rate).decode_symbols(f.layer(LayerType.IDENTITY).payload)]}
     appearance = f.layer(LayerType.APPEARANCE)
     if appearance is not None:
         symbols["appearance"] = entropy.decode(appearance.payload, base.appearance_tables)
     enhancement = f.layer(LayerType.ENHANCEMENT)
     if enhancement is not None:
-        latent = load_enhancement(tensors, config).decode_latent(enhancement.payload, h.quality, h.crop_size)
+        latent = ms.enhancement.decode_latent(enhancement.payload, h.quality, h.crop_size)
         symbols["enhancement_z"] = _flat(latent.z_symbols)
         symbols["enhancement_y"] = _flat(latent.y_symbols)
     decoded = sf.decode(data)
@@ -75,7 +72,7 @@ def record(data: bytes) -> tuple[dict, np.ndarray]:
     return {
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
-        "model": entry.name,
+        "model": ms.entry.name,
         "model_id": h.model_hex,
         "header": {
             "version": f.version, "crop_size": h.crop_size, "padding": h.padding, "base_rate": h.base_rate,

@@ -34,9 +34,9 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
+from .canonical import CROP_SIZE
 from .errors import InputError, ModelError
 
-CROP_SIZE = 128
 PADDING = 0.25
 
 # dlib's mean 5-point face shape in the unit square, in the 5-point model's order:
@@ -118,7 +118,7 @@ _lock = threading.Lock()
 _models: Optional[tuple] = None
 
 
-def _load_models():
+def load_models():
     """(dlib module, HOG detector, 5-point shape predictor), cached per process."""
     global _models
     if _models is not None:
@@ -178,7 +178,7 @@ def _box_of(rect) -> Box:
 
 
 def _landmarks(image: np.ndarray, rect) -> np.ndarray:
-    _, _, predictor = _load_models()
+    _, _, predictor = load_models()
     shape = predictor(image, rect)
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
@@ -192,7 +192,7 @@ def detect(image, *, name: Optional[str] = None) -> List[Face]:
     ``image`` is an H x W x 3 uint8 array, or a path / bytes (read with load_rgb).
     """
     array, _ = _as_rgb(image, name)
-    dlib, detector, _ = _load_models()
+    dlib, detector, _ = load_models()
     method = "hog"
     rects = list(detector(array, 0))
     if not rects and array.shape[0] * array.shape[1] <= MAX_UPSAMPLE_PIXELS:
@@ -214,7 +214,7 @@ def fallback_face(image, *, name: Optional[str] = None) -> Face:
     in a typical HOG box, with no rotation.
     """
     array, _ = _as_rgb(image, name)
-    dlib, _, _ = _load_models()
+    dlib, _, _ = load_models()
     height, width = array.shape[:2]
     short = min(height, width)
     side = max(1, int(round(FALLBACK_BOX_FRACTION * short)))

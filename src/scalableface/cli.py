@@ -105,7 +105,7 @@ def _run_jobs(planned, work, verb, workers=1, as_json=False, *, force=False, ski
     others go on, and the exit status is 1 if any failed or was passed over. An output that exists
     fails without any work (unless `force`); with `skip_existing` (a check of an output's bytes) an
     existing output that passes it is skipped and counted apart. A progress bar shows on a terminal only."""
-    from .batch import run
+    from . import batch
 
     jobs, passed_over = planned
     failures = [{"input": path, "error": reason} for path, reason in passed_over]
@@ -124,7 +124,7 @@ def _run_jobs(planned, work, verb, workers=1, as_json=False, *, force=False, ski
             todo.append((src, dst))
     done = 0
     show = len(todo) > 1 and sys.stderr.isatty()
-    outcomes = run(todo, work, workers)
+    outcomes = batch.run(todo, work, workers)
     with click.progressbar(outcomes, length=len(todo), label=verb, file=sys.stderr) if show else _nullbar(outcomes) as bar:
         for src, dst, error in bar:
             if error is not None:
@@ -588,7 +588,7 @@ def index_build(inputs, output, approximate, label_folders, model, force):
     import numpy as np
 
     from .gallery import Gallery
-    from .layers.identity import DESCRIPTOR_DIMS
+    from .canonical import DESCRIPTOR_DIM
 
     if Path(output).exists() and not force:
         raise SfaceError(f"{output} exists (use --force to overwrite)")
@@ -597,7 +597,7 @@ def index_build(inputs, output, approximate, label_folders, model, force):
     g.add(sources, names=names, labels=labels, approximate=False if record_files else approximate, errors=failures)
     _add_record_files(g, record_files, label_folders, failures, approximate=False)  # the kind is chosen below
     if record_files and len(g) and approximate is not False:  # the kind by the whole gallery's size, as Gallery.build chooses it
-        g.add_descriptors(np.zeros((0, DESCRIPTOR_DIMS), np.float32), [], [], approximate)
+        g.add_descriptors(np.zeros((0, DESCRIPTOR_DIM), np.float32), [], [], approximate)
     _report_failures(failures)
     if not len(g):
         raise SfaceError(f"no input could be indexed; {output} not written")
@@ -732,16 +732,16 @@ def eval_base(data, model, workers, output, grid):
     """Rate-accuracy of the base layer per rate point on LFW, beside PCA anchors."""
     import numpy as np
 
-    from . import codec
+    from . import modelset
     from .eval.base_layer import evaluate
     from .paths import cache_dir, data_dir
 
     utk = cache_dir() / "utk_desc.npy"
     if not utk.exists():
         raise SfaceError("the PCA anchors need UTKFace descriptors: run `python -m scalableface.train.prepare` first")
-    entry, base = codec._model(model)
-    res = evaluate(Path(data) if data else data_dir() / "lfw", base, entry.short_id, np.load(utk).mean(axis=1), workers, grid)
-    res["model"] = {"name": entry.name, "id": entry.short_id.hex()}
+    ms = modelset.load(model)
+    res = evaluate(Path(data) if data else data_dir() / "lfw", ms.base, ms.entry.short_id, np.load(utk).mean(axis=1), workers, grid)
+    res["model"] = {"name": ms.entry.name, "id": ms.entry.short_id.hex()}
     ref = res["reference_flip"]
     click.echo(f"reference (flip-averaged descriptors): {100 * ref['mean']:.2f}% +- {100 * ref['std']:.2f}")
     click.echo("rate  id bytes  id file  in .sfr  base bytes  base file  id accuracy      generated acc    PSNR   MS-SSIM  vs PCA")
@@ -783,7 +783,7 @@ def bench(data, out_dir, limit, codecs, model, also, sharp, sharp_limit, no_shar
 
     Every point is cached as soon as it is measured: re-running resumes. A full run codes 7,701 crops
     at about 45 points and takes hours on 2 cores; --limit 1000 takes minutes."""
-    from .eval.bench import run
+    from .eval import bench
     from .paths import data_dir
 
     out = Path(out_dir)
@@ -792,7 +792,7 @@ def bench(data, out_dir, limit, codecs, model, also, sharp, sharp_limit, no_shar
     sharp_dir = None if no_sharp else Path(sharp) if sharp else data_dir() / "utkface-extra"
     if sharp_dir is not None and not sharp_dir.is_dir():
         sharp_dir = None
-    run(lfw, out, limit=limit, model=model, only=codecs.split(",") if codecs else None, extra_models=also,
+    bench.run(lfw, out, limit=limit, model=model, only=codecs.split(",") if codecs else None, extra_models=also,
         sharp=sharp_dir, sharp_limit=sharp_limit, log=lambda m: click.echo(m, err=True))
 
 

@@ -1,5 +1,12 @@
 """The library API: encode, decode, extract_features, compare. The CLI, tests and benchmarks call these.
 
+This module only sequences the stages, each in its own module:
+
+    photo -> align (align.py) -> crop -> base layer (layers/base.py) -> identity + appearance payloads
+          -> enhancement layer (layers/enhance.py) -> payload -> container (container.py) -> .sfc
+
+and back; the models come from modelset.py, inputs are read by files.py.
+
     import scalableface as sf
     data = sf.encode("photo.jpg")                    # bytes of an .sfc file
     face = sf.decode(data, layer="base").image       # 128 x 128 x 3 uint8
@@ -13,19 +20,17 @@ its magic bytes, whatever its name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import container, entropy, models
+from . import container, entropy, models, modelset
+from .canonical import CROP_SIZE, DESCRIPTOR_DIM
 from .container import Header, LayerType, SfcFile, Transform
 from .errors import BitstreamError, InputError, SalvageableError, SfaceError, named
-from .layers.base import BaseLayer
-from .layers.identity import DESCRIPTOR_DIMS
-
-CROP_SIZE = 128  # the crop every model of this release codes (align.CROP_SIZE, without importing dlib)
+from .files import read_path
+from .modelset import ModelSet
 
 Source = Union[str, Path, bytes, np.ndarray]
 LAYER_CHOICES = ("identity", "base", "full")
@@ -47,44 +52,9 @@ class Comparison:
     same: bool
 
 
-@lru_cache(maxsize=4)
-def _base_layer(name: str) -> BaseLayer:
-    entry = models.find(name)
-    tensors, config = models.load(entry)
-    return BaseLayer(tensors, config)
-
-
-@lru_cache(maxsize=16)
-def _base_layer_by_id(model_id: bytes) -> BaseLayer:
-    """The model a file header names; cached, since reading the manifests costs more than decoding."""
-    return _base_layer(models.find(model_id).name)
-
-
-@lru_cache(maxsize=4)
-def _enhancement(name: str):
-    from .layers.enhance import load_enhancement
-
-    tensors, config = models.load(models.find(name))
-    return load_enhancement(tensors, config)
-
-
-@lru_cache(maxsize=16)
-def _enhancement_by_id(model_id: bytes):
-    return _enhancement(models.find(model_id).name)
-
-
-def _model(model: Optional[str | bytes] = None) -> tuple[models.ModelEntry, BaseLayer]:
-    entry = models.find(model) if model else models.default_model()
-    return entry, _base_layer(entry.name)
-
-
-def _read(source: Source) -> bytes | np.ndarray:
-    if isinstance(source, (bytes, bytearray, np.ndarray)):
-        return source
-    try:
-        return Path(source).read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read {source}: {e.strerror}") from None
+def _data(source: Source) -> bytes | np.ndarray:
+    """What the stages take: bytes or an image array as given; a path read by files.read_path."""
+    return source if isinstance(source, (bytes, bytearray, np.ndarray)) else read_path(source)
 
 
 def is_sfc(data) -> bool:
@@ -97,18 +67,11 @@ def align_image(source: Source, *, aligned: bool = False, all_faces: bool = Fals
     from .images import load_rgb
 
     label = name or (str(source) if isinstance(source, (str, Path)) else "<input>")
-    data = _read(source)
+    data = _data(source)
     image = data if isinstance(data, np.ndarray) else load_rgb(data, name=label)
     if aligned:
         return align.from_aligned(image, name=label)
     return align.align(image, all_faces=all_faces, name=label)
-
-
-def describe_crop(crop: np.ndarray) -> np.ndarray:
-    """The reference descriptor the base layer codes: the recognizer on the crop and on its mirror, averaged."""
-    from .recognizer import describe
-
-    return describe(np.stack([crop, crop[:, ::-1]])).mean(axis=0)
 
 
 def encode(
@@ -166,60 +129,59 @@ def encode_crops(
     descriptors: Optional[np.ndarray] = None,
 ) -> list[bytes]:
     """One .sfc file per canonical crop (N x 128 x 128 x 3 uint8), computed in batches. `descriptors`
-    (N x 128) may pass the reference descriptors (describe_crop) when they are already known."""
+    (N x 128) may pass the reference descriptors (BaseLayer.describe) when they are already known."""
     if layers not in LAYER_CHOICES:
         raise SfaceError(f"layers must be one of {', '.join(LAYER_CHOICES)}")
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[1:] != (CROP_SIZE, CROP_SIZE, 3) or crops.dtype != np.uint8:
         raise InputError(f"crops must be N x {CROP_SIZE} x {CROP_SIZE} x 3 uint8")
-    entry, base = _model(model)
-    enh = _enhancement(entry.name) if layers == "full" else None
+    ms = modelset.load(model)
+    base, enh = ms.base, (ms.enhancement if layers == "full" else None)
     if enh is not None:
         quality = enh.default_quality if quality is None else quality
         if not 1 <= quality <= enh.qualities:
-            raise SfaceError(f"quality must be 1..{enh.qualities} for model {entry.name}")
+            raise SfaceError(f"quality must be 1..{enh.qualities} for model {ms.entry.name}")
     rate = base.default_rate if base_rate is None else base_rate
-    if descriptors is None:
-        descriptors = np.stack([describe_crop(c) for c in crops])
+    # base layer: the descriptors and the appearance, and the faces a decoder will generate from them
+    descriptors = base.describe(crops) if descriptors is None else descriptors
     code = base.encode(crops, descriptors, rate, appearance=layers != "identity", faces=enh is not None)
-    layer_payloads = [[(LayerType.IDENTITY, p)] for p in code.identity_payloads]
-    if code.appearance_payloads is not None:
-        for out, p in zip(layer_payloads, code.appearance_payloads):
-            out.append((LayerType.APPEARANCE, p))
-    if enh is not None:
-        for out, p in zip(layer_payloads, enh.compress(crops, code.faces, quality)):
-            out.append((LayerType.ENHANCEMENT, p))
+    # enhancement layer: what the crop has beyond its base face
+    enhancement = enh.compress(crops, code.faces, quality) if enh is not None else None
+    # container: the layers present, in order, under one header per face
+    columns = [(LayerType.IDENTITY, code.identity_payloads), (LayerType.APPEARANCE, code.appearance_payloads),
+               (LayerType.ENHANCEMENT, enhancement)]
     transforms = transforms or [None] * len(crops)
     return [
-        container.pack(Header(model_id=entry.short_id, crop_size=CROP_SIZE, base_rate=rate,
-                              quality=quality if enh is not None else 0, transform=t), payloads)
-        for payloads, t in zip(layer_payloads, transforms)
+        container.pack(Header(model_id=ms.entry.short_id, crop_size=CROP_SIZE, base_rate=rate,
+                              quality=quality if enh is not None else 0, transform=t),
+                       [(kind, payloads[k]) for kind, payloads in columns if payloads is not None])
+        for k, t in zip(range(len(crops)), transforms)
     ]
 
 
 def identity_files(symbols: np.ndarray, *, base_rate: Optional[int] = None, model: Optional[str] = None) -> list[bytes]:
     """Identity-only .sfc files holding given identity symbols (N x dims, e.g. IdentityCodec.sample_symbols):
     faces with no photo behind them, for tests and benchmarks of search."""
-    entry, base = _model(model)
-    rate = base.default_rate if base_rate is None else base_rate
-    tables = base.identity(rate).tables
-    header = Header(model_id=entry.short_id, crop_size=CROP_SIZE, base_rate=rate, quality=0)
+    ms = modelset.load(model)
+    rate = ms.base.default_rate if base_rate is None else base_rate
+    tables = ms.base.identity(rate).tables
+    header = Header(model_id=ms.entry.short_id, crop_size=CROP_SIZE, base_rate=rate, quality=0)
     return [container.pack(header, [(LayerType.IDENTITY, entropy.encode(row.tolist(), tables))]) for row in symbols]
 
 
 def base_rates(model: Optional[str] = None) -> list[int]:
     """The base rate points of a model (default: the installed one)."""
-    return _model(model)[1].rates
+    return modelset.load(model).base.rates
 
 
 def identity_codec(base_rate: Optional[int] = None, model: Optional[str] = None):
     """The identity codec (layers.identity.IdentityCodec) of a model's base rate point (default: the model's)."""
-    _, base = _model(model)
+    base = modelset.load(model).base
     return base.identity(base.default_rate if base_rate is None else base_rate)
 
 
 def _parse(source: Source, upto: Optional[LayerType] = None) -> SfcFile:
-    data = _read(source)
+    data = _data(source)
     if not is_sfc(data):
         raise InputError(f"{source if isinstance(source, (str, Path)) else 'input'} is not an .sfc file")
     return container.parse(data, upto)
@@ -240,23 +202,17 @@ def _parse_for_decode(source: Source, layer: str, salvage: bool) -> tuple[SfcFil
     return f, f"{damage}; salvaged the base layer"
 
 
-def _base_for(header: Header, pixels: bool = True) -> BaseLayer:
-    """The base layer of the model a header names, once the header asks nothing it cannot serve
-    (the crop size only matters when pixels are decoded: bitstream_spec.md, 1.2)."""
-    base = _base_layer_by_id(header.model_id)
+def model_for(header: Header, pixels: bool = True) -> ModelSet:
+    """The model set a header names, once the header asks nothing it cannot serve (the crop size
+    only matters when pixels are decoded: bitstream_spec.md, 1.2)."""
+    ms = modelset.load(header.model_id)
     if pixels and header.crop_size != CROP_SIZE:
         raise BitstreamError(f"the header names a {header.crop_size}x{header.crop_size} crop; "
                              f"the model codes {CROP_SIZE}x{CROP_SIZE} crops")
-    if header.base_rate not in base.rates:
+    if header.base_rate not in ms.base.rates:
         raise BitstreamError(f"the header names base rate point {header.base_rate}; "
-                             f"the model has {', '.join(map(str, base.rates))}")
-    return base
-
-
-def _identity_descriptor(f: SfcFile, base: BaseLayer) -> np.ndarray:
-    payload = f.layer(LayerType.IDENTITY).payload
-    codec = base.identity(f.header.base_rate)
-    return codec.reconstruct(codec.decode_symbols(payload)[None])[0]
+                             f"the model has {', '.join(map(str, ms.base.rates))}")
+    return ms
 
 
 def decode(source: Source, *, layer: str = "full", salvage: bool = False) -> Decoded:
@@ -279,17 +235,18 @@ def decode_many(sources: Sequence[Source], *, layer: str = "full", salvage: bool
     by_model: dict[bytes, list[int]] = {}
     for i, f in enumerate(files):
         by_model.setdefault(f.header.model_id, []).append(i)
-    for model_id, idx in by_model.items():
-        base = [_base_for(files[i].header) for i in idx][0]  # every header checked
+    for idx in by_model.values():
+        ms = [model_for(files[i].header) for i in idx][0]  # every header checked
         group = [files[i] for i in idx]
-        descriptors = np.stack([_identity_descriptor(f, base) for f in group])
+        # base layer: descriptors and appearances to base faces
         apps = [f.layer(LayerType.APPEARANCE) for f in group]
-        appearances = np.stack([base.decode_appearance(a.payload if a else None) for a in apps])
-        images = base.generate(descriptors, appearances)
+        images = ms.base.decode([f.layer(LayerType.IDENTITY).payload for f in group], [a.payload if a else None for a in apps],
+                                [f.header.base_rate for f in group]).faces
         layers = ["base" if a else "identity" for a in apps]
+        # enhancement layer, onto the base faces
         full = [k for k, f in enumerate(group) if layer == "full" and f.top == LayerType.ENHANCEMENT]
         if full:
-            full = _enhance(_enhancement_by_id(model_id), group, full, images, salvage, damage, idx)
+            full = _decode_enhancement(ms.enhancement, group, full, images, salvage, damage, idx)
             for k in full:
                 layers[k] = "full"
         for k, f in enumerate(group):
@@ -302,8 +259,8 @@ def decode_many(sources: Sequence[Source], *, layer: str = "full", salvage: bool
     return out
 
 
-def _enhance(enh, group: list[SfcFile], full: list[int], images: np.ndarray, salvage: bool,
-             damage: dict[int, str], idx: list[int]) -> list[int]:
+def _decode_enhancement(enh, group: list[SfcFile], full: list[int], images: np.ndarray, salvage: bool,
+                        damage: dict[int, str], idx: list[int]) -> list[int]:
     """Decode the enhancement layers of group[k] for k in `full` onto their base faces in `images`;
     with `salvage`, a layer that does not decode leaves its base face, and its note in `damage`.
     Returns the k whose enhancement layer was decoded."""
@@ -334,7 +291,7 @@ def paste_into(decoded: Union[Decoded, Sequence[Decoded]], photo: Source) -> np.
     from .images import load_rgb
 
     faces = [decoded] if isinstance(decoded, Decoded) else list(decoded)
-    data = _read(photo)
+    data = _data(photo)
     image = data if isinstance(data, np.ndarray) else load_rgb(data, name=str(photo) if isinstance(photo, (str, Path)) else "photo")
     h, w = image.shape[:2]
     for d in faces:
@@ -354,17 +311,17 @@ def extract_features(source: Source, *, aligned: bool = False, model: Optional[s
     pixels, no recognition network, no look at the layers above it); from an image, the encoder's
     own decoded descriptor (coded with `model`, default the installed one). `name` labels an image
     source in errors."""
-    data = _read(source)
+    data = _data(source)
     if is_sfc(data):
         f = container.parse(data, upto=LayerType.IDENTITY)
-        return _identity_descriptor(f, _base_for(f.header, pixels=False))
+        return model_for(f.header, pixels=False).base.decode_identity(f.layer(LayerType.IDENTITY).payload, f.header.base_rate)
     label = name or (str(source) if isinstance(source, (str, Path)) else None)
     return extract_features(encode(data, layers="identity", aligned=aligned, model=model, name=label))
 
 
 def model_threshold(model: Optional[str | bytes] = None) -> float:
     """The same/different threshold between two descriptors decoded from identity layers (model card)."""
-    return _model(model)[1].threshold
+    return modelset.load(model).base.threshold
 
 
 @dataclass(frozen=True)
@@ -394,7 +351,7 @@ def extract_features_many(sources: Sequence[Source], *, aligned: bool = False, m
     parsed, images, failures = [], [], []
     for k, s in enumerate(sources):
         try:
-            data = _read(s)
+            data = _data(s)
             if not is_sfc(data):
                 images.append((k, data))
                 continue
@@ -410,7 +367,7 @@ def extract_features_many(sources: Sequence[Source], *, aligned: bool = False, m
     rows, index = [], []
     for (mid, rate), members in groups.items():
         try:
-            identity = _base_for(members[0][1].header, pixels=False).identity(rate)
+            identity = model_for(members[0][1].header, pixels=False).base.identity(rate)
         except SfaceError as e:
             failures += [(k, str(e)) for k, _ in members]
             continue
@@ -427,7 +384,7 @@ def extract_features_many(sources: Sequence[Source], *, aligned: bool = False, m
         except SfaceError as e:
             failures.append((k, str(e)))
     order = np.argsort(index, kind="stable")
-    vectors = np.concatenate(rows)[order] if rows else np.zeros((0, DESCRIPTOR_DIMS), np.float32)
+    vectors = np.concatenate(rows)[order] if rows else np.zeros((0, DESCRIPTOR_DIM), np.float32)
     return Features(vectors, [index[o] for o in order], sorted(failures))
 
 

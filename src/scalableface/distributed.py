@@ -22,7 +22,7 @@ import numpy as np
 from . import codec
 from .container import parse_header
 from .errors import InputError, SfaceError
-from .files import expand_inputs, numbered, write_bytes
+from .files import expand_inputs, numbered, read_path, write_bytes
 
 COLUMNS = ("source", "face", "model_id", "sfc", "descriptor", "error")
 BATCH_SIZE = 8  # photos per call of an encoder: small, so a slow photo holds up few others
@@ -64,10 +64,7 @@ def list_inputs(paths: Sequence[str], suffixes) -> list[tuple[str, str]]:
 
 def _read(path: str) -> bytes:
     if not _is_uri(path):
-        try:
-            return Path(path).read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read {path}: {e.strerror}") from None
+        return read_path(path)
     from pyarrow import fs
 
     try:

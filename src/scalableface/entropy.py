@@ -114,11 +114,35 @@ def _decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
     return out
 
 
-def tables_from_arrays(offsets: np.ndarray, freqs: np.ndarray, lengths: np.ndarray) -> list[FrequencyTable]:
-    """Tables as a model file stores them: padded rows of frequencies with their lengths and offsets."""
+# ---- tables in a model file ----------------------------------------------------------------------
+#
+# A set of tables is stored as three tensors under a prefix: <prefix>.table_offsets (first symbol of
+# each table), <prefix>.table_lengths and <prefix>.table_freqs (one row per table, zero-padded to the
+# longest). Training writes them with pack_tables, the run-time coders read them with unpack_tables.
+
+
+def pack_tables(prefix: str, tables: Sequence[FrequencyTable]) -> dict[str, np.ndarray]:
+    """The model-file tensors of `tables` under `prefix`."""
+    width = max(len(t.freqs) for t in tables)
+    return {
+        f"{prefix}.table_offsets": np.array([t.offset for t in tables], np.int32),
+        f"{prefix}.table_lengths": np.array([len(t.freqs) for t in tables], np.int32),
+        f"{prefix}.table_freqs": np.array([list(t.freqs) + [0] * (width - len(t.freqs)) for t in tables], np.int32),
+    }
+
+
+def unpack_tables(tensors: dict, prefix: str) -> list[FrequencyTable]:
+    """The tables pack_tables stored under `prefix`; ModelError when they are missing or malformed."""
+    try:
+        offsets, freqs, lengths = (np.asarray(tensors[f"{prefix}.table_{k}"]) for k in ("offsets", "freqs", "lengths"))
+    except KeyError as e:
+        raise ModelError(f"model file lacks {e.args[0]}") from None
     if not (offsets.ndim == 1 and freqs.ndim == 2 and lengths.shape == offsets.shape == freqs.shape[:1]):
-        raise ModelError("malformed frequency tables in the model file")
-    return [FrequencyTable(int(o), tuple(int(f) for f in row[: int(n)])) for o, row, n in zip(offsets, freqs, lengths)]
+        raise ModelError(f"malformed frequency tables {prefix} in the model file")
+    try:
+        return [FrequencyTable(int(o), tuple(row[: int(n)].tolist())) for o, row, n in zip(offsets, freqs, lengths)]
+    except ValueError:
+        raise ModelError(f"malformed frequency tables {prefix} in the model file") from None
 
 
 # ---- many payloads at once -----------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Reading inputs and writing outputs safely: `-` for stdin/stdout, atomic writes, no silent overwrite."""
+"""Reading inputs and writing outputs safely: `-` for stdin/stdout, atomic writes, no silent overwrite.
+
+Every file the package reads as an input goes through read_path, so an unreadable one is always an
+InputError with the same message, whichever command or library call met it."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .errors import SfaceError
+from .errors import InputError, SfaceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 # Suffixes that name images Pillow cannot read without a plugin this project does not install
@@ -18,15 +21,28 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".avif", ".bmp", ".tif", ".t
 UNREADABLE_IMAGE_SUFFIXES = {".heic", ".heif"}
 
 
+def read_path(path, name: str | None = None) -> bytes:
+    """The bytes of a file; InputError naming it (as `name`, else its path) when it cannot be read."""
+    name = str(path) if name is None else name
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"cannot read {name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"cannot read {name}: it is a directory") from None
+    except PermissionError:
+        raise InputError(f"cannot read {name}: permission denied") from None
+    except OSError as e:
+        raise InputError(f"cannot read {name}: {e.strerror or e}") from None
+
+
 def read_bytes(source: str) -> bytes:
+    """An input named on the command line: `-` is stdin, a folder is refused with a hint."""
     if source == "-":
         return sys.stdin.buffer.read()
-    try:
-        return Path(source).read_bytes()
-    except IsADirectoryError:
-        raise SfaceError(f"{source}: is a folder (use it as an input of a batch command with --out-dir)") from None
-    except OSError as e:
-        raise SfaceError(f"cannot read {source}: {e.strerror}") from None
+    if os.path.isdir(source):
+        raise InputError(f"{source}: is a folder (use it as an input of a batch command with --out-dir)")
+    return read_path(source)
 
 
 def write_stdout(data: bytes) -> None:

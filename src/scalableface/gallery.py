@@ -26,14 +26,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import codec, models
+from . import codec, models, modelset
+from .canonical import DESCRIPTOR_DIM
 from .errors import InputError, ModelError, SfaceError, named
 from .files import expand_inputs, read_bytes, write_bytes
-from .layers.identity import DESCRIPTOR_DIMS
 
 MAGIC = b"SFX1"
 FORMAT_VERSION = 1
-SPACE = {"recognizer": "dlib-resnet-v1", "dims": DESCRIPTOR_DIMS, "descriptor": "identity layer, decoded"}
+SPACE = {"recognizer": "dlib-resnet-v1", "dims": DESCRIPTOR_DIM, "descriptor": "identity layer, decoded"}
 # Past this many entries an exact search of one query costs more than a few milliseconds on one core
 # (python -m scalableface.eval.search_bench measures both kinds at 1,000,000).
 APPROXIMATE_FROM = 200_000
@@ -77,8 +77,8 @@ class Gallery:
 
     @classmethod
     def empty(cls, model: Optional[str] = None) -> "Gallery":
-        entry = models.find(model) if model else models.default_model()
-        return cls(entry.name, entry.short_id, codec.model_threshold(entry.name), _faiss().IndexFlatL2(DESCRIPTOR_DIMS))
+        ms = modelset.load(model)
+        return cls(ms.entry.name, ms.entry.short_id, ms.base.threshold, _faiss().IndexFlatL2(DESCRIPTOR_DIM))
 
     @classmethod
     def build(cls, sources: Sequence, *, names: Optional[Sequence[str]] = None, labels: Optional[Sequence] = None,
@@ -138,7 +138,7 @@ class Gallery:
         vectors = np.ascontiguousarray(vectors, np.float32)
         total = len(self.files) + len(vectors)
         if self.kind == "exact" and (approximate or approximate is None and total >= APPROXIMATE_FROM):
-            old = self.index.reconstruct_n(0, self.index.ntotal) if self.index.ntotal else np.zeros((0, DESCRIPTOR_DIMS), np.float32)
+            old = self.index.reconstruct_n(0, self.index.ntotal) if self.index.ntotal else np.zeros((0, DESCRIPTOR_DIM), np.float32)
             self.index = self._ivf(np.concatenate([old, vectors]))
         elif len(vectors):
             self.index.add(vectors)
@@ -151,7 +151,7 @@ class Gallery:
         if len(vectors) == 0:
             raise InputError("an approximate index needs entries to train on")
         lists = _lists_for(len(vectors))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(DESCRIPTOR_DIMS), DESCRIPTOR_DIMS, lists)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(DESCRIPTOR_DIM), DESCRIPTOR_DIM, lists)
         sample = vectors
         if len(vectors) > lists * _TRAIN_PER_LIST:
             sample = vectors[np.random.default_rng(0).choice(len(vectors), lists * _TRAIN_PER_LIST, replace=False)]
@@ -215,7 +215,7 @@ class Gallery:
         if head.get("space") != SPACE:
             raise InputError(f"{name} holds descriptors of another space ({head.get('space')}), not {SPACE}")
         index = _faiss().deserialize_index(np.frombuffer(index_bytes, np.uint8))
-        if index.ntotal != len(head["files"]) or index.d != DESCRIPTOR_DIMS:
+        if index.ntotal != len(head["files"]) or index.d != DESCRIPTOR_DIM:
             raise InputError(f"{name}: the index and its file list disagree")
         return cls(head["model"], bytes.fromhex(head["model_id"]), float(head["threshold"]), index,
                    head["files"], head["labels"], int(head.get("nprobe", NPROBE)))

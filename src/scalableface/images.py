@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import InputError, SfaceError
+from .files import read_path
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]
 
@@ -65,22 +66,9 @@ def _open_quietly(source: Source, name: str) -> Image.Image:
                 raise InputError(f"cannot read {name}: it is empty (0 bytes)")
             fp: object = io.BytesIO(data)
         elif isinstance(source, (str, os.PathLike)):
-            path = pathlib.Path(source)
-            try:
-                if path.stat().st_size == 0:
-                    raise InputError(f"cannot read {name}: the file is empty (0 bytes)")
-                # Read it all at once: the file handle is then closed on every path.
-                data = path.read_bytes()
-            except InputError:
-                raise
-            except FileNotFoundError:
-                raise InputError(f"cannot read {name}: no such file") from None
-            except IsADirectoryError:
-                raise InputError(f"cannot read {name}: it is a directory") from None
-            except PermissionError:
-                raise InputError(f"cannot read {name}: permission denied") from None
-            except OSError as exc:
-                raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
+            data = read_path(source, name)  # all at once: no file handle is left open on any path
+            if not data:
+                raise InputError(f"cannot read {name}: the file is empty (0 bytes)")
             fp = io.BytesIO(data)
         else:
             raise TypeError(f"load_rgb expects a path, bytes or a PIL image, not {type(source).__name__}")

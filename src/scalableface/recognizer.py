@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .canonical import DESCRIPTOR_DIM
 from .dlib_files import dlib_model_path
 from .errors import ModelError
 
@@ -26,7 +27,6 @@ __all__ = ["DlibResNet", "load_recognizer", "descriptor_from_crops", "describe",
 
 WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150
-DESCRIPTOR_DIM = 128
 DESCRIBE_BATCH = 32
 
 # (input channels, output channels, downsampling) of the residual blocks, input side first.
@@ -183,7 +183,7 @@ def _read_layer_details(r: _Reader) -> _Layer:
     raise ModelError(f"unsupported layer {kind!r}")
 
 
-def _read_net(data: bytes) -> tuple[tuple[float, float, float], list[_Layer]]:
+def read_net(data: bytes) -> tuple[tuple[float, float, float], list[_Layer]]:
     """The input layer's channel means and the layers of a serialized loss_metric net, input side first."""
     r = _Reader(data)
     if r.int() != 1 or r.string() != "loss_metric_2":
@@ -254,7 +254,7 @@ def load_recognizer() -> DlibResNet:
     """dlib's trained network, frozen and in eval mode; one shared instance per process."""
     path = dlib_model_path(WEIGHTS_FILE)
     try:
-        mean, layers = _read_net(path.read_bytes())
+        mean, layers = read_net(path.read_bytes())
     except ModelError as e:
         raise ModelError(f"{path} is not the dlib face recognition network this port reads: {e}") from e
     except OSError as e:

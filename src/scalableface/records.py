@@ -219,9 +219,10 @@ def encode(symbols, *, base_rate: Optional[int] = None, model: Optional[str] = N
            names: Optional[Sequence[str]] = None, block_records: int = DEFAULT_BLOCK) -> bytes:
     """A record file of identity symbols (N x dims integers, e.g. IdentityCodec.quantize of
     descriptors) at `base_rate` (default: the model's), each coded exactly as in an .sfc file."""
-    from . import codec, entropy
+    from . import entropy, modelset
 
-    entry, base = codec._model(model)
+    ms = modelset.load(model)
+    entry, base = ms.entry, ms.base
     rate = base.default_rate if base_rate is None else base_rate
     tables = base.identity(rate).tables
     payloads = [entropy.encode([int(v) for v in row], tables) for row in symbols]
@@ -246,7 +247,7 @@ def symbols(data: bytes | Records):
 
     r = data if isinstance(data, Records) else parse(data)
     header = codec.Header(model_id=r.model_id, base_rate=r.base_rate)
-    identity = codec._base_for(header, pixels=False).identity(r.base_rate)
+    identity = codec.model_for(header, pixels=False).base.identity(r.base_rate)
     if not r.payloads:
         return r, np.zeros((0, len(identity.tables)), np.int64)
     out, canonical = identity.decode_symbols_many(list(r.payloads))
@@ -275,8 +276,9 @@ def pack(sources: Sequence, *, names: Optional[Sequence[str]] = None, keep_names
     (no re-coding). All must share one model and base rate point. A file that fails (unreadable, not
     an .sfc file, damaged identity layer, not the canonical code) raises, or with an `errors` list is
     appended to it as (name, message) and left out; `keep_names` stores each file's name."""
-    from . import codec, container, entropy
+    from . import codec, container, entropy, modelset
     from .errors import InputError, SfaceError
+    from .files import read_path
 
     names = codec.source_names(sources, names)
     kept, payloads, key, failed = [], [], None, []  # kept: (position, name)
@@ -284,13 +286,13 @@ def pack(sources: Sequence, *, names: Optional[Sequence[str]] = None, keep_names
         try:
             if keep_names and "\n" in name:
                 raise InputError("a name with a line break cannot be stored (keep_names=False leaves names out)")
-            data = codec._read(s)
+            data = bytes(s) if isinstance(s, (bytes, bytearray)) else read_path(s, name)
             if not codec.is_sfc(data):
                 raise InputError("not an .sfc file")
             f = container.parse(data, upto=container.LayerType.IDENTITY)
             here = (f.header.model_id, f.header.base_rate)
             if key is None:
-                codec._base_for(f.header, pixels=False)  # the model is installed and serves the rate point
+                codec.model_for(f.header, pixels=False)  # the model is installed and serves the rate point
                 key = here
             elif here != key:
                 raise InputError(f"coded with model {here[0].hex()} at base rate point {here[1]}; the gallery holds "
@@ -302,7 +304,7 @@ def pack(sources: Sequence, *, names: Optional[Sequence[str]] = None, keep_names
                 raise InputError(f"{name}: {e}") from None
             failed.append((k, name, str(e)))
     if key is not None and payloads:  # every payload the canonical code of its symbols, as a reader demands
-        identity = codec._base_layer_by_id(key[0]).identity(key[1])
+        identity = modelset.load(key[0]).base.identity(key[1])
         _, canonical = identity.decode_symbols_many(payloads)
         refused = f"identity layer: {entropy.NOT_CODE.format(n=len(identity.tables))}"
         for (k, name), ok in zip(kept, canonical):

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+from ..files import IMAGE_SUFFIXES
 
 
 def list_images(data_dir: os.PathLike) -> List[pathlib.Path]:
@@ -29,7 +29,7 @@ def list_images(data_dir: os.PathLike) -> List[pathlib.Path]:
 def _init_worker() -> None:
     from scalableface import align
 
-    align._load_models()
+    align.load_models()
 
 
 def _align_one(path: pathlib.Path) -> Tuple[str, str, float, str]:

@@ -18,6 +18,7 @@ from ..entropy import FrequencyTable
 from ..facesets import UTK_VALIDATION, aligned_crops, reference_descriptors
 from ..layers.base import BaseLayer
 from .lfw import Pairs, read_pairs, verification_accuracy
+from .metrics import psnr_msssim
 
 PIXELS = 128 * 128
 
@@ -44,20 +45,10 @@ def pca_anchor(fit: np.ndarray, test: np.ndarray, dims: int, bits: int) -> tuple
     return recon @ basis + mean, float(nbytes)
 
 
-def psnr_msssim(ref: np.ndarray, out: np.ndarray, chunk: int = 256) -> tuple[float, float]:
+def mean_psnr_msssim(ref: np.ndarray, out: np.ndarray, chunk: int = 256) -> tuple[float, float]:
     """Mean PSNR-RGB and MS-SSIM (window 7) over the images, in chunks to bound memory."""
-    import torch
-    from pytorch_msssim import ms_ssim
-
-    psnrs, ssims = [], []
-    for i in range(0, len(ref), chunk):
-        x = torch.from_numpy(np.array(ref[i : i + chunk])).permute(0, 3, 1, 2).float()
-        y = torch.from_numpy(np.array(out[i : i + chunk])).permute(0, 3, 1, 2).float()
-        mse = ((x - y) ** 2).flatten(1).mean(1)
-        psnrs.append(10 * torch.log10(255**2 / mse.clamp_min(1e-10)))
-        # 128-px crops are too small for the default 11-px window over 5 scales.
-        ssims.append(ms_ssim(x, y, data_range=255, win_size=7, size_average=False))
-    return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
+    per_image = [psnr_msssim(ref[i : i + chunk], out[i : i + chunk]) for i in range(0, len(ref), chunk)]
+    return tuple(float(np.concatenate(m).mean()) for m in zip(*per_image))
 
 
 DEGRADED_SEED = 99  # the LFW robustness probe's views (training views use seeds 0, 1, ...)
@@ -106,7 +97,7 @@ def evaluate(lfw, base: BaseLayer, model_id: bytes, utk_descriptors: np.ndarray,
                              for p, a in zip(payloads, app_payloads)])
         generated = np.concatenate([base.generate(decoded[i : i + 64], app_latents[i : i + 64])
                                     for i in tqdm(range(0, len(decoded), 64), desc=f"generating r{rate}")])
-        psnr, msssim = psnr_msssim(crops, generated)
+        psnr, msssim = mean_psnr_msssim(crops, generated)
         rows.append(generated[shown])
         identity_bytes = float(np.mean([len(p) for p in payloads]))
         gallery = len(records.to_bytes(model_id, rate, payloads)) / len(payloads)  # one .sfr file, no names

@@ -27,12 +27,13 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import codec as sface
-from .. import container, models
+from .. import container, models, modelset
 from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files
 from ..paths import cache_dir
 from .bdrate import bd_rate
 from .conventional import CODECS, CodedBatch, bpp
 from .lfw import Pairs, read_pairs, verification_accuracy
+from .metrics import psnr_msssim
 
 CHUNK = 256
 SFC_FRAMING = 14 + 1 + 2 + 4  # header + a layer's type, 2-byte length and CRC: the single-layer codec's "file"
@@ -56,8 +57,8 @@ def _payload(data: bytes) -> int:
 
 
 def sface_full(model: str) -> Contender:
-    entry = models.find(model)
-    enh = sface._enhancement(entry.name)
+    ms = modelset.load(model)
+    entry, enh = ms.entry, ms.enhancement
 
     def run(crops, q, desc):
         files = sface.encode_crops(crops, layers="full", quality=q, model=entry.name, descriptors=desc)
@@ -82,8 +83,8 @@ def sface_base(model: str) -> Contender:
 
 
 def single_layer(model: str) -> Contender:
-    entry = models.find(model)
-    enh = sface._enhancement(entry.name)
+    ms = modelset.load(model)
+    entry, enh = ms.entry, ms.enhancement
 
     def run(crops, q, desc):
         payloads = enh.compress(crops, None, q)
@@ -123,18 +124,6 @@ def subset(pairs: Pairs, limit: int) -> tuple[Pairs, np.ndarray]:
     return sub, images
 
 
-def _metrics(ref: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image PSNR-RGB and MS-SSIM (window 7: 128-px crops are too small for the default 11)."""
-    import torch
-    from pytorch_msssim import ms_ssim
-
-    x = torch.from_numpy(np.array(ref)).permute(0, 3, 1, 2).float()
-    y = torch.from_numpy(np.array(out)).permute(0, 3, 1, 2).float()
-    mse = ((x - y) ** 2).flatten(1).mean(1)
-    psnr = 10 * torch.log10(255 ** 2 / mse.clamp_min(1e-10))
-    return psnr.numpy(), ms_ssim(x, y, data_range=255, win_size=7, size_average=False).numpy()
-
-
 def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, key: str, recognise: bool = True) -> dict:
     """Per-image arrays for one (codec, quality) point, from the cache or by running the codec;
     `recognise` adds the recognizer's descriptors of the decoded crops (for accuracy)."""
@@ -152,7 +141,7 @@ def measure(c: Contender, q, crops: np.ndarray, desc: np.ndarray, cache: Path, k
         t = time.perf_counter()
         coded, features = c.run(chunk, q, desc[i : i + CHUNK])
         seconds += time.perf_counter() - t
-        psnr, msssim = _metrics(chunk, coded.images)
+        psnr, msssim = psnr_msssim(chunk, coded.images)
         for k, v in (("file_bytes", coded.file_bytes), ("payload_bytes", coded.payload_bytes), ("psnr", psnr),
                      ("msssim", msssim), ("descriptors", describe(coded.images) if recognise else None),
                      ("features", features if recognise else None)):
@@ -281,7 +270,7 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     pairs, images = subset(pairs, limit)
     crops = np.asarray(crops_all[images]) if len(images) < len(crops_all) else crops_all
     ref = ref_all[images]
-    encoder_desc = ref.mean(axis=1)  # flip-averaged: what sface's encoder codes (codec.describe_crop)
+    encoder_desc = ref.mean(axis=1)  # flip-averaged: what sface's encoder codes (layers.base.BaseLayer.describe)
     reference = verification_accuracy(pairs, ref[:, 0])
     image_key = hashlib.sha256("\n".join(str(p) for p in pairs.images).encode()).hexdigest()[:16]
     log(f"{len(pairs.images)} images, {len(pairs.same)} pairs; reference accuracy {reference}")

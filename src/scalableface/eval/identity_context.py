@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import codec, entropy
+from .. import entropy, modelset
 from ..entropy import FrequencyTable
 from ..facesets import UTK_VALIDATION
 from ..paths import cache_dir
@@ -178,9 +178,9 @@ def descriptor_sets() -> dict:
 
 
 def measure(model=None) -> dict:
-    _, base = codec._model(model)
+    base = modelset.load(model).base
     sets = descriptor_sets()
-    out = {"model": codec._model(model)[0].name, "fit_faces": len(sets["fit"]), "rates": []}
+    out = {"model": modelset.load(model).entry.name, "fit_faces": len(sets["fit"]), "rates": []}
     for rate in base.rates:
         identity = base.identity(rate)
         sym = {k: identity.quantize(v) for k, v in sets.items()}

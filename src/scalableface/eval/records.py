@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import codec, container, entropy, records
+from .. import container, entropy, modelset, records
 from ..facesets import UTK_VALIDATION
 from ..paths import cache_dir, data_dir
 
@@ -39,7 +39,8 @@ def information_bytes(symbols: np.ndarray, tables) -> float:
 
 def gallery_bytes(symbols: np.ndarray, rate: int, names=None, model=None) -> dict:
     """Bytes per face of one face set's symbols at one rate point, stored each way."""
-    entry, base = codec._model(model)
+    ms = modelset.load(model)
+    entry, base = ms.entry, ms.base
     identity = base.identity(rate)
     payloads = [entropy.encode(q.tolist(), identity.tables) for q in symbols]
     n = len(payloads)
@@ -76,9 +77,9 @@ def face_sets(data: Path) -> dict:
 
 
 def measure(data: Path, model=None) -> dict:
-    _, base = codec._model(model)
+    base = modelset.load(model).base
     sets = face_sets(data)
-    out = {"model": codec._model(model)[0].name, "default_block_records": records.DEFAULT_BLOCK, "rates": []}
+    out = {"model": modelset.load(model).entry.name, "default_block_records": records.DEFAULT_BLOCK, "rates": []}
     for rate in base.rates:
         identity = base.identity(rate)
         row = {"rate": rate}

@@ -1,5 +1,7 @@
 """The base layer of a model set: identity codec per rate point, appearance codec, generator.
 
+    crops -> describe -> encode -> identity and appearance payloads -> decode -> descriptors, base faces
+
 Everything that needs only the identity layer (descriptors from a file) stays in numpy; the
 recognizer, the appearance encoder and the generator load torch on first use.
 """
@@ -24,6 +26,12 @@ class BaseCode:
     identity_payloads: list
     appearance_payloads: Optional[list]
     faces: Optional[np.ndarray]  # N x 128 x 128 x 3 uint8, when asked for
+
+
+@dataclass(frozen=True)
+class BaseDecoded:
+    descriptors: np.ndarray  # N x 128 float32, decoded from the identity layers
+    faces: np.ndarray  # N x 128 x 128 x 3 uint8 generated from them and the appearance layers
 
 
 class BaseLayer:
@@ -55,8 +63,7 @@ class BaseLayer:
 
     @cached_property
     def appearance_tables(self) -> list:
-        t = self.tensors
-        return entropy.tables_from_arrays(t["appearance.table_offsets"], t["appearance.table_freqs"], t["appearance.table_lengths"])
+        return entropy.unpack_tables(self.tensors, "appearance")
 
     @cached_property
     def appearance_medians(self) -> np.ndarray:
@@ -75,13 +82,13 @@ class BaseLayer:
 
     @cached_property
     def appearance_encoder(self):
-        from .texture import AppearanceEncoder
+        from .appearance import AppearanceEncoder
 
         return self._module(AppearanceEncoder, "appearance.encoder.")
 
     @cached_property
     def generator(self):
-        from .texture import Generator
+        from .appearance import Generator
 
         return self._module(Generator, "generator.")
 
@@ -99,10 +106,17 @@ class BaseLayer:
         payloads, q = self.encode_appearances(np.asarray(crop)[None])
         return payloads[0], q[0]
 
+    def describe(self, crops: np.ndarray) -> np.ndarray:
+        """The reference descriptors the identity layer codes (N x 128): the recognizer on each crop
+        and on its mirror, averaged. One crop at a time, so a descriptor does not depend on the batch."""
+        from ..recognizer import describe
+
+        return np.stack([describe(np.stack([c, c[:, ::-1]])).mean(axis=0) for c in crops])
+
     def encode(self, crops: np.ndarray, descriptors: np.ndarray, rate: int, *, appearance: bool = True,
                faces: bool = False) -> BaseCode:
-        """Identity (and appearance) payloads of N crops with their reference descriptors; with
-        `faces`, also the base faces exactly as decoding those payloads gives them."""
+        """Identity (and appearance) payloads of N crops with their reference descriptors (describe);
+        with `faces`, also the base faces exactly as decoding those payloads gives them."""
         identity = self.identity(rate)
         id_symbols = identity.quantize(descriptors)
         id_payloads = [entropy.encode(row.tolist(), identity.tables) for row in id_symbols]
@@ -111,6 +125,18 @@ class BaseLayer:
         app_payloads, app_symbols = self.encode_appearances(crops)
         generated = self.generate(identity.reconstruct(id_symbols), app_symbols + self.appearance_medians) if faces else None
         return BaseCode(id_payloads, app_payloads, generated)
+
+    def decode_identity(self, payload: bytes, rate: int) -> np.ndarray:
+        """The descriptor an identity payload coded at `rate` decodes to (numpy only: no torch)."""
+        codec = self.identity(rate)
+        return codec.reconstruct(codec.decode_symbols(payload)[None])[0]
+
+    def decode(self, identity_payloads: list, appearance_payloads: list, rates: list) -> BaseDecoded:
+        """N descriptors and base faces from N identity payloads (each at its rate point) and N
+        appearance payloads (None where a file has none: a typical appearance)."""
+        descriptors = np.stack([self.decode_identity(p, r) for p, r in zip(identity_payloads, rates)])
+        appearances = np.stack([self.decode_appearance(p) for p in appearance_payloads])
+        return BaseDecoded(descriptors, self.generate(descriptors, appearances))
 
     def decode_appearance(self, payload: bytes | None) -> np.ndarray:
         """The appearance latent; without the layer, the median of every dimension (a typical face)."""
@@ -123,7 +149,7 @@ class BaseLayer:
         return q + self.appearance_medians
 
     def generate(self, descriptors: np.ndarray, appearances: np.ndarray) -> np.ndarray:
-        """Base textures: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents, each
+        """Base faces: N x 128 x 128 x 3 uint8 from N descriptors and N appearance latents, each
         face the same whatever the batch and the thread count (layers/exact.py)."""
         import torch
 

@@ -14,8 +14,6 @@ import numpy as np
 from .. import entropy
 from ..errors import BitstreamError, ModelError
 
-DESCRIPTOR_DIMS = 128
-
 
 def _silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
@@ -87,7 +85,7 @@ def load_identity_codec(tensors: dict, rate: int) -> IdentityCodec:
     p = f"identity.r{rate}"
     if f"{p}.medians" not in tensors:
         raise ModelError(f"the model has no base rate point {rate}")
-    tables = entropy.tables_from_arrays(tensors[f"{p}.table_offsets"], tensors[f"{p}.table_freqs"], tensors[f"{p}.table_lengths"])
+    tables = entropy.unpack_tables(tensors, p)
     return IdentityCodec(
         analysis=_linear_stack(tensors, f"{p}.analysis"),
         synthesis=_linear_stack(tensors, f"{p}.synthesis"),

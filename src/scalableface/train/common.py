@@ -1,18 +1,23 @@
-"""Pieces every training stage shares: the two-optimizer step of a CompressAI entropy bottleneck and
-the export of its density as the integer tables of bitstream_spec.md, section 3.1."""
+"""What every training stage shares: the loop (run: resume, train, validate and checkpoint every K
+steps, one JSON log line each time), the two-optimizer step of a CompressAI entropy bottleneck, and
+the export of its density as the integer tables of bitstream_spec.md, section 3.1.
+
+A stage (identity, texture, enhance) brings its network, one_step (a batch's loss) and validate."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from ..entropy import FrequencyTable
+from ..entropy import FrequencyTable, pack_tables
 
 
 def optimizers(net: nn.Module, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -21,7 +26,7 @@ def optimizers(net: nn.Module, lr: float) -> tuple[torch.optim.Optimizer, torch.
     return torch.optim.Adam(main, lr=lr), torch.optim.Adam([net.entropy_bottleneck.quantiles], lr=1e-3)
 
 
-def step(net: nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer) -> None:
+def update(net: nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer) -> None:
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -31,13 +36,18 @@ def step(net: nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer, aux_opt
     aux_opt.step()
 
 
-def resume(path: Path, key: str, model: nn.Module, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer) -> int:
+def resume(path: Path, key: str, model: nn.Module, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer,
+           settings: Optional[dict] = None) -> int:
     """Load a checkpoint written by save_checkpoint into model and optimizers; the step it reached
-    (0 without a checkpoint). The optimizers keep the learning rates they were built with, so a
-    stage's --lr applies on resume too (a run can go on at a lower rate)."""
+    (0 without a checkpoint, or with one trained with other `settings`: those arguments must match
+    the checkpoint's, read from its "args" or, in identity checkpoints from before run(), its top
+    level). The optimizers keep the learning rates they were built with, so a stage's --lr applies
+    on resume too (a run can go on at a lower rate)."""
     if not path.exists():
         return 0
     ck = torch.load(path, weights_only=True)
+    if settings and any(ck.get("args", ck).get(k) != v for k, v in settings.items()):
+        return 0
     model.load_state_dict(ck[key])
     for o, state in ((opt, ck["opt"]), (aux_opt, ck["aux_opt"])):
         rates = [g["lr"] for g in o.param_groups]
@@ -61,6 +71,35 @@ def log_line(path: Path, record: dict) -> None:
     print(json.dumps(record), flush=True)
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def run(model: nn.Module, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer, step: int, *,
+        one_step: Callable[[int], tuple[torch.Tensor, dict]], validate: Callable[[], dict], every: int,
+        max_steps: int, log_file: Path, save: Callable[[int], None], minutes: Optional[float] = None) -> int:
+    """Train from `step` (0, or what resume returned) until max_steps, or until `minutes` of this run
+    have passed: one_step(step) gives a batch's loss and a record of it, and the loss is minimised
+    (update). Every `every` steps, and after the run's last step, {"step", "seconds"} + that record
+    + validate() goes to log_file (log_line) and save(step) writes the checkpoint; a run that took
+    no step still saves one (e.g. of --init-from weights). Returns the step reached."""
+    t0 = time.time()
+    record, saved = None, None
+
+    def checkpoint():
+        nonlocal saved
+        if record is not None:
+            log_line(log_file, {"step": step, "seconds": round(time.time() - t0)} | record | validate())
+        save(step)
+        saved = step
+
+    while step < max_steps and (minutes is None or time.time() - t0 < minutes * 60):
+        loss, record = one_step(step)
+        update(model, loss, opt, aux_opt)
+        step += 1
+        if step % every == 0 or step == max_steps:
+            checkpoint()
+    if saved != step:  # stopped by the clock between checkpoints, or took no step
+        checkpoint()
+    return step
 
 
 def round_with_noisy_rate(eb: EntropyBottleneck, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,12 +131,6 @@ def export_tables(eb: EntropyBottleneck, tail: float = 1e-9) -> tuple[np.ndarray
 
 
 def table_tensors(prefix: str, eb: EntropyBottleneck) -> dict[str, np.ndarray]:
-    """The bottleneck as model-file tensors <prefix>.medians / .table_offsets / .table_lengths / .table_freqs."""
+    """The bottleneck as model-file tensors: <prefix>.medians and its tables (entropy.pack_tables)."""
     medians, tables = export_tables(eb)
-    width = max(len(t.freqs) for t in tables)
-    return {
-        f"{prefix}.medians": medians,
-        f"{prefix}.table_offsets": np.array([t.offset for t in tables], np.int32),
-        f"{prefix}.table_lengths": np.array([len(t.freqs) for t in tables], np.int32),
-        f"{prefix}.table_freqs": np.array([list(t.freqs) + [0] * (width - len(t.freqs)) for t in tables], np.int32),
-    }
+    return {f"{prefix}.medians": medians} | pack_tables(prefix, tables)

@@ -13,7 +13,6 @@ validation line (full 128x128 held-out crops, every quality) in <cache>/enhance_
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,11 @@ from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
 from ..layers.enhance import CONTEXTS, MODES, EnhanceNet, anchor_mask, scale_table
-from ..paths import cache_dir
-from .common import log_line, optimizers, resume, round_with_noisy_rate, save_checkpoint, table_tensors
-from .common import step as train_step
+from ..entropy import FrequencyTable, pack_tables
+from ..eval.metrics import psnr
 from ..facesets import UTK_VALIDATION
+from ..paths import cache_dir
+from .common import optimizers, resume, round_with_noisy_rate, run, save_checkpoint, table_tensors
 
 # one lambda per trained quality: 0.0008 to 0.39, so that the top quality reaches ~2 bpp and the lowest ~0.08
 LAMBDAS = tuple(round(0.0008 * 2.17 ** i, 6) for i in range(9))
@@ -78,9 +78,9 @@ def base_faces(name: str, crops: np.ndarray, descriptors: np.ndarray, cache: Pat
     """The base-layer face of every crop (what `decode --layer base` shows), cached as <cache>/<name>_base_r<rate>.npy."""
     from tqdm import tqdm
 
-    from ..codec import _model
+    from .. import modelset
 
-    entry, base = _model("sface-base-v1")
+    base = modelset.load("sface-base-v1").base
     rate = rate or base.default_rate
     out_file = cache / f"{name}_base_r{rate}.npy"
     if out_file.exists() and np.load(out_file, mmap_mode="r").shape == crops.shape:
@@ -121,8 +121,7 @@ def validate(model: EnhanceTrainer, x: torch.Tensor, b: torch.Tensor) -> dict:
             q = torch.full((len(x),), qi)
             out, bits = model(x, b, q)
             mse = ((out.clamp(0, 1) - x) ** 2).flatten(1).mean(1)
-            rec[f"q{qi + 1}"] = [round(float(bits.mean()) / (x.shape[2] * x.shape[3]), 4),
-                                 round(float((10 * torch.log10(1 / mse)).mean()), 2)]
+            rec[f"q{qi + 1}"] = [round(float(bits.mean()) / (x.shape[2] * x.shape[3]), 4), round(float(psnr(mse).mean()), 2)]
     model.train()
     return rec
 
@@ -130,17 +129,10 @@ def validate(model: EnhanceTrainer, x: torch.Tensor, b: torch.Tensor) -> dict:
 def export(model: EnhanceTrainer, prefix: str = "enhancement") -> dict[str, np.ndarray]:
     """Tensors for a model file: <prefix>.net.* weights, z tables (from the bottleneck) and the y
     tables of y_pmfs()."""
-    from ..entropy import FrequencyTable
-
     model.entropy_bottleneck.update(force=True)
     out = {f"{prefix}.net.{k}": v.detach().numpy() for k, v in model.net.state_dict().items()}
     out |= table_tensors(f"{prefix}.z", model.entropy_bottleneck)
-    tables = [FrequencyTable.from_pmf(-half, pmf) for half, pmf in y_pmfs()]
-    width = max(len(t.freqs) for t in tables)
-    out[f"{prefix}.y.table_offsets"] = np.array([t.offset for t in tables], np.int32)
-    out[f"{prefix}.y.table_lengths"] = np.array([len(t.freqs) for t in tables], np.int32)
-    out[f"{prefix}.y.table_freqs"] = np.array([list(t.freqs) + [0] * (width - len(t.freqs)) for t in tables], np.int32)
-    return out
+    return out | pack_tables(f"{prefix}.y", [FrequencyTable.from_pmf(-half, pmf) for half, pmf in y_pmfs()])
 
 
 def y_pmfs() -> list[tuple[int, np.ndarray]]:
@@ -220,8 +212,8 @@ def main(argv=None):
     if args.mode == "single":
         val_b = None
 
-    run = args.run or f"enhance_{args.mode}"
-    ckpt, log_file = cache / f"{run}.pt", cache / f"{run}.log"
+    name = args.run or f"enhance_{args.mode}"
+    ckpt, log_file = cache / f"{name}.pt", cache / f"{name}.log"
     if ckpt.exists():  # the network's shape is the checkpoint's, whatever the flags say
         saved = torch.load(ckpt, weights_only=True)["args"]
         for k in ("mode", "n", "m", "stages", "context"):
@@ -239,27 +231,21 @@ def main(argv=None):
         model.net.load_state_dict({k[len("enhancement.net."):]: v for k, v in weights.items() if k.startswith("enhancement.net.")})
         print(f"initialised from {args.init_from}", flush=True)
     lambdas = torch.tensor(args.lambdas)
-
-    def save():
-        save_checkpoint(ckpt, "model", model, opt, aux_opt, step, args, cache)
-
     gen = torch.Generator().manual_seed(step)
     data = patches(train_crops, train_bases, args.batch, gen, 2 ** args.stages, len(args.lambdas))
-    t0 = time.time()
-    while step < args.max_steps and time.time() - t0 < args.minutes * 60:
+
+    def one_step(step: int):
         x, b, q = next(data)
         out, bits = model(x, None if args.mode == "single" else b, q)
         mse = ((out - x) ** 2).flatten(1).mean(1)
-        bpp = bits / (PATCH * PATCH)
-        loss = (lambdas[q] * 255 ** 2 * mse + bpp).mean()
-        train_step(model, loss, opt, aux_opt)
-        step += 1
-        if step % args.save_every == 0:
-            rec = {"step": step, "seconds": round(time.time() - t0), "loss": round(float(loss.detach()), 4)}
-            rec |= validate(model, val_x, val_b)
-            log_line(log_file, rec)
-            save()
-    save()
+        loss = (lambdas[q] * 255 ** 2 * mse + bits / (PATCH * PATCH)).mean()
+        return loss, {"loss": round(float(loss.detach()), 4)}
+
+    # the checkpoint keeps the keys every run so far wrote ("model", "opt", "aux_opt", "step", "args"):
+    # runs in progress resume from it
+    run(model, opt, aux_opt, step, one_step=one_step, every=args.save_every, max_steps=args.max_steps, minutes=args.minutes,
+        validate=lambda: validate(model, val_x, val_b), log_file=log_file,
+        save=lambda step: save_checkpoint(ckpt, "model", model, opt, aux_opt, step, args, cache))
 
 
 if __name__ == "__main__":

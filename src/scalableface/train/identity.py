@@ -6,15 +6,14 @@ Data: the reference recognizer's descriptors of the UTKFace crops (each crop, it
 average) made by `python -m scalableface.train.prepare`, plus, where prepared (`--extra --augment K`),
 utkface-extra and K imperfect views of every crop. The loss is bits per face + lmbda * (squared L2
 error of the decoded descriptor + pair_weight * pair_loss), so lmbda sets the rate point.
-Resumable: a checkpoint is written every --save-every steps to <cache>/identity_r<k>.pt and picked
-up again when the command is re-run with the same settings.
+Resumable: a checkpoint is written every --save-every steps to <cache>/identity_r<k>.pt, with a
+validation line in <cache>/identity_r<k>.log, and picked up again when the command is re-run with
+the same settings (lmbda, latent, hidden, pair weight).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,8 @@ from torch import nn
 
 from ..facesets import UTK_VALIDATION
 from ..paths import cache_dir
-from ..layers.identity import DESCRIPTOR_DIMS
-from .common import optimizers, round_with_noisy_rate, table_tensors
-from .common import step as train_step
+from ..canonical import DESCRIPTOR_DIM
+from .common import optimizers, resume, round_with_noisy_rate, run, save_checkpoint, table_tensors
 
 INPUT_SCALE = 10.0  # descriptor entries are ~0.1; this brings them near unit scale
 
@@ -43,8 +41,8 @@ def mlp(dims: list[int]) -> nn.Sequential:
 class IdentityNet(nn.Module):
     def __init__(self, latent: int = 32, hidden: int = 256):
         super().__init__()
-        self.analysis = mlp([DESCRIPTOR_DIMS, hidden, hidden, latent])
-        self.synthesis = mlp([latent, hidden, hidden, DESCRIPTOR_DIMS])
+        self.analysis = mlp([DESCRIPTOR_DIM, hidden, hidden, latent])
+        self.synthesis = mlp([latent, hidden, hidden, DESCRIPTOR_DIM])
         self.entropy_bottleneck = EntropyBottleneck(latent)
 
     def forward(self, d: torch.Tensor):
@@ -113,46 +111,37 @@ def export(net: IdentityNet, rate: int) -> dict[str, np.ndarray]:
     return out | table_tensors(p, net.entropy_bottleneck)
 
 
-def train(rate: int, lmbda: float, steps: int, latent: int, batch: int, save_every: int, cache: Path, log,
-          pair_weight: float = 0.0, hidden: int = 256) -> IdentityNet:
+def train(args: argparse.Namespace, cache: Path) -> IdentityNet:
     """Each step takes batch/2 faces and two random views of each (so the batch holds pairs of the
     same face as well as of different faces) and minimises bits + lmbda * (squared error +
-    pair_weight * pair_loss)."""
-    torch.manual_seed(rate)
+    pair_weight * pair_loss), at learning rate 1e-3 and for the last 20% of the steps 1e-4."""
+    torch.manual_seed(args.rate)
     train_v, val_d = load_views(cache)
-    ckpt_path = cache / f"identity_r{rate}.pt"
-    net = IdentityNet(latent, hidden)
+    ckpt = cache / f"identity_r{args.rate}.pt"
+    net = IdentityNet(args.latent, args.hidden)
     opt, aux_opt = optimizers(net, 1e-3)
-    step = 0
-    settings = {"lmbda": lmbda, "latent": latent, "hidden": hidden, "pair_weight": pair_weight}
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=True)
-        if all(ck.get(k) == v for k, v in settings.items()):
-            net.load_state_dict(ck["net"])
-            opt.load_state_dict(ck["opt"])
-            aux_opt.load_state_dict(ck["aux_opt"])
-            step = ck["step"]
+    settings = {k: getattr(args, k) for k in ("lmbda", "latent", "hidden", "pair_weight")}
+    step = resume(ckpt, "net", net, opt, aux_opt, settings)
     gen = torch.Generator().manual_seed(1000 + step)
     n, v = train_v.shape[:2]
-    while step < steps:
-        lr = 1e-3 if step < 0.8 * steps else 1e-4
+
+    def one_step(step: int):
         for g in opt.param_groups:
-            g["lr"] = lr
-        faces = torch.randint(n, (batch // 2,), generator=gen).repeat(2)
+            g["lr"] = 1e-3 if step < 0.8 * args.steps else 1e-4
+        faces = torch.randint(n, (args.batch // 2,), generator=gen).repeat(2)
         d = train_v[faces, torch.randint(v, (len(faces),), generator=gen)]
         d_hat, lik = net(d)
         bits = -torch.log2(lik).sum(1).mean()
         mse = ((d_hat - d) ** 2).sum(1).mean()
-        loss = bits + lmbda * mse
-        if pair_weight:
-            loss = loss + lmbda * pair_weight * pair_loss(d_hat, d)
-        train_step(net, loss, opt, aux_opt)
-        step += 1
-        if step % save_every == 0 or step == steps:
-            ev = evaluate(net, val_d)
-            log({"rate": rate, "step": step, "train_bits": float(bits.detach()), "train_mse": float(mse.detach()), **{f"val_{k}": x for k, x in ev.items()}})
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                        "step": step, **settings}, ckpt_path)
+        loss = bits + args.lmbda * mse
+        if args.pair_weight:
+            loss = loss + args.lmbda * args.pair_weight * pair_loss(d_hat, d)
+        return loss, {"rate": args.rate, "train_bits": float(bits.detach()), "train_mse": float(mse.detach())}
+
+    run(net, opt, aux_opt, step, one_step=one_step, every=args.save_every, max_steps=args.steps,
+        validate=lambda: {f"val_{k}": x for k, x in evaluate(net, val_d).items()},
+        log_file=cache / f"identity_r{args.rate}.log",
+        save=lambda step: save_checkpoint(ckpt, "net", net, opt, aux_opt, step, args, cache))
     return net
 
 
@@ -171,18 +160,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cache = args.cache or cache_dir()
     torch.set_num_threads(1)
-    t0 = time.time()
-    log_path = cache / f"identity_r{args.rate}.log"
-
-    def log(rec):
-        rec["seconds"] = round(time.time() - t0, 1)
-        line = json.dumps(rec)
-        print(line, flush=True)
-        with open(log_path, "a") as f:
-            f.write(line + "\n")
-
-    net = train(args.rate, args.lmbda, args.steps, args.latent, args.batch, args.save_every, cache, log,
-                args.pair_weight, args.hidden)
+    net = train(args, cache)
     np.savez(cache / f"identity_r{args.rate}_export.npz", **export(net, args.rate))
 
 

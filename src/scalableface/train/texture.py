@@ -13,7 +13,6 @@ one identity rate point. Data: UTKFace crops and descriptors from `python -m sca
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,12 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from ..layers.texture import AppearanceEncoder, Generator
+from ..eval.metrics import psnr
+from ..facesets import UTK_VALIDATION
+from ..layers.appearance import AppearanceEncoder, Generator
 from ..paths import cache_dir
 from ..recognizer import descriptor_from_crops, load_recognizer
-from .common import log_line, optimizers, resume, round_with_noisy_rate, save_checkpoint, table_tensors
-from .common import step as train_step
-from ..facesets import UTK_VALIDATION
+from .common import optimizers, resume, round_with_noisy_rate, run, save_checkpoint, table_tensors
 
 DESCRIPTOR_NOISE = 0.01
 
@@ -55,10 +54,6 @@ def batches(crops: np.ndarray, desc: np.ndarray, batch: int, gen: torch.Generato
         yield x, d
 
 
-def psnr(mse: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / mse.clamp_min(1e-10)).mean())
-
-
 def validate(net: TextureNet, recognizer, x: torch.Tensor, d: torch.Tensor) -> dict:
     net.eval()
     with torch.no_grad():
@@ -70,7 +65,7 @@ def validate(net: TextureNet, recognizer, x: torch.Tensor, d: torch.Tensor) -> d
         mse = ((out - x) ** 2).flatten(1).mean(1)
         dist = (descriptor_from_crops(out * 255) - d).norm(dim=1)
     net.train()
-    return {"bits": float(-torch.log2(lik).sum(1).mean()), "psnr": psnr(mse), "id_dist": float(dist.mean()),
+    return {"bits": float(-torch.log2(lik).sum(1).mean()), "psnr": float(psnr(mse).mean()), "id_dist": float(dist.mean()),
             "id_under_0.6": float((dist < 0.6).float().mean())}
 
 
@@ -126,14 +121,10 @@ def main(argv=None):
             module.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
         print(f"initialised from {args.init_from}", flush=True)
 
-    def save():
-        save_checkpoint(ckpt, "net", net, opt, aux_opt, step, args, cache)
-
     gen = torch.Generator().manual_seed(step)
     data = batches(train_crops, train_desc, args.batch, gen)
-    t0 = time.time()
-    log_file = cache / "texture.log"
-    while step < args.max_steps and time.time() - t0 < args.minutes * 60:
+
+    def one_step(step: int):
         x, d = next(data)
         x = x.contiguous(memory_format=torch.channels_last)
         d_in = d + DESCRIPTOR_NOISE * torch.randn(d.shape, generator=gen)
@@ -141,15 +132,13 @@ def main(argv=None):
         mse = ((out - x) ** 2).mean()
         id_dist2 = ((descriptor_from_crops(out * 255) - d) ** 2).sum(1).mean()
         bits = -torch.log2(lik).sum(1).mean()
-        train_step(net, mse + args.id_weight * id_dist2 + args.rate_weight * bits, opt, aux_opt)
-        step += 1
-        if step % args.save_every == 0:
-            rec = {"step": step, "seconds": round(time.time() - t0), "train_psnr": psnr(mse.detach()[None]),
-                   "train_bits": float(bits.detach()), "train_id_dist2": float(id_dist2.detach())}
-            rec |= {f"val_{k}": v for k, v in validate(net, recognizer, val_x, val_d).items()}
-            log_line(log_file, rec)
-            save()
-    save()
+        return mse + args.id_weight * id_dist2 + args.rate_weight * bits, {
+            "train_psnr": float(psnr(mse.detach())), "train_bits": float(bits.detach()),
+            "train_id_dist2": float(id_dist2.detach())}
+
+    run(net, opt, aux_opt, step, one_step=one_step, every=args.save_every, max_steps=args.max_steps, minutes=args.minutes,
+        validate=lambda: {f"val_{k}": v for k, v in validate(net, recognizer, val_x, val_d).items()},
+        log_file=cache / "texture.log", save=lambda step: save_checkpoint(ckpt, "net", net, opt, aux_opt, step, args, cache))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..eval.bdrate import bd_rate
+from ..eval.metrics import psnr
 from ..facesets import UTK_VALIDATION
 from ..paths import cache_dir
 
@@ -48,7 +49,7 @@ def curve(codec, crops: np.ndarray, bases: np.ndarray) -> list[dict]:
         decoded = codec.decompress(payloads, [q] * len(payloads), bases)
         mse = ((decoded.astype(np.float64) - crops) ** 2).reshape(len(crops), -1).mean(1)
         out.append({"quality": q, "bpp": float(np.mean([8 * len(p) for p in payloads]) / pixels),
-                    "psnr": float(np.mean(10 * np.log10(255 ** 2 / np.maximum(mse, 1e-10))))})
+                    "psnr": float(psnr(torch.from_numpy(mse), 255).mean())})
     return out
 
 

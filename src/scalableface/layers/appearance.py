@@ -1,5 +1,6 @@
-"""Base texture: an appearance encoder (crop -> a few dozen latent numbers) and a generator
-(descriptor + appearance latent -> 128x128 face). Torch modules shared by training and run time.
+"""The appearance half of the base layer: an appearance encoder (crop -> a few dozen latent numbers)
+and a generator (descriptor + appearance latent -> 128x128 face). Torch modules shared by training
+(train/texture.py) and run time (layers/base.py).
 
 The appearance latent is entropy-coded like the identity latent (integer tables, section 3.1 of
 bitstream_spec.md); its symbols q become the latent q + median that the generator sees.
@@ -10,9 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .identity import DESCRIPTOR_DIMS
-
-CROP = 128
+from ..canonical import DESCRIPTOR_DIM
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
@@ -55,7 +54,7 @@ class Generator(nn.Module):
     def __init__(self, latent: int = 64, width: int = 32):
         super().__init__()
         self.width = width
-        self.fc = nn.Linear(DESCRIPTOR_DIMS + latent, 8 * width * 4 * 4)
+        self.fc = nn.Linear(DESCRIPTOR_DIM + latent, 8 * width * 4 * 4)
         self.ups = nn.Sequential(
             _Up(8 * width, 6 * width, 2),  # 8
             _Up(6 * width, 4 * width, 2),  # 16
