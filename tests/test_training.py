@@ -200,7 +200,7 @@ def test_the_per_pass_entropy_parameters_equal_the_dense_network():
     rng = np.random.default_rng(4)
     with torch.inference_mode():
         hyper = codec.net64.hyper(torch.from_numpy(rng.normal(size=(1, codec.net.nz, 4, 4))))
-    gains = np.exp(rng.normal(size=(8, 1, 1)))
+    gains = np.exp(rng.normal(size=(8, 1)))  # per channel, as the coder holds them
     anchors = anchor_mask(16, 16)[0, 0].numpy().astype(bool)
     known = rng.normal(size=(8, 16, 16)) * anchors
     for before, where in ((None, anchors), (known, ~anchors)):
@@ -208,8 +208,8 @@ def test_the_per_pass_entropy_parameters_equal_the_dense_network():
         with torch.inference_mode():
             mu, sigma = codec.net64.parameters_from(hyper, None if before is None else torch.from_numpy(before[None]))
         assert means.shape == tables.shape == (8, where.sum())
-        assert np.allclose(means, (mu[0].numpy() * gains)[:, where], rtol=0, atol=1e-9)
-        assert np.array_equal(tables, scale_indexes((sigma[0].numpy() * gains)[:, where]))
+        assert np.allclose(means, (mu[0].numpy() * gains[:, None])[:, where], rtol=0, atol=1e-9)
+        assert np.array_equal(tables, scale_indexes((sigma[0].numpy() * gains[:, None])[:, where]))
 
 
 def test_enhancement_tables_code_far_outliers_without_clamping():

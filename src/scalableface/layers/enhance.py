@@ -251,15 +251,14 @@ class EnhancementCodec:
     def parameters_at(self, hyper: torch.Tensor, known: np.ndarray | None, gains: np.ndarray,
                     where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(gained means, table indexes), M x P, of one face's latent at the P positions `where`
-        (h x w booleans), in float64, from the hyper-synthesis output and the dequantized latent
-        decoded so far (zero where not yet decoded; None in the first pass)."""
+        (h x w booleans), in float64, from the hyper-synthesis output, the per-channel gains (M x 1)
+        and the dequantized latent decoded so far (zero where not yet decoded; None in the first pass)."""
         with torch.inference_mode():
             if self.net.context_model == "checkerboard":
                 means, scales = self._checkerboard_parameters(hyper[0], known, torch.from_numpy(where))
             else:
                 means, scales = (v[0][:, torch.from_numpy(where)] for v in self.net64.parameters_from(hyper, None))
-        g = gains[:, :, 0]
-        return means.numpy() * g, scale_indexes(scales.numpy() * g)
+        return means.numpy() * gains, scale_indexes(scales.numpy() * gains)
 
     @cached_property
     def _context_taps(self) -> tuple[list, torch.Tensor]:
@@ -292,10 +291,11 @@ class EnhancementCodec:
         return means, F.softplus(raw) + 1e-3
 
     def _start(self, z_sym: np.ndarray, q: int) -> tuple[torch.Tensor, np.ndarray]:
-        """(hyper-synthesis output, gains) for one face's z symbols at 0-based quality q."""
+        """(hyper-synthesis output, gains M x 1) for one face's z symbols at 0-based quality q: the gains
+        broadcast over a pass's positions, as every latent is handled M x positions."""
         with torch.inference_mode():
             hyper = self.net64.hyper(torch.from_numpy((z_sym + self.z_medians[:, None, None])[None]))
-            gains = torch.exp(self.net64.log_gains[q])[:, None, None].numpy()
+            gains = torch.exp(self.net64.log_gains[q])[:, None].numpy()
         return hyper, gains
 
     def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int) -> list[bytes]:
@@ -343,11 +343,11 @@ class EnhancementCodec:
         known = np.zeros(y.shape, np.float64)
         for i, where in enumerate(self._passes(*y.shape[1:])):
             means, flat_idx = self.parameters_at(hyper, known if i else None, gains, where)
-            flat_sym = self.y_tables.clamp(np.rint(y[:, where] * gains[:, :, 0] - means).astype(np.int64), flat_idx)
+            flat_sym = self.y_tables.clamp(np.rint(y[:, where] * gains - means).astype(np.int64), flat_idx)
             for k in np.unique(flat_idx):
                 enc.encode((flat_sym[flat_idx == k] - self.y_tables.offsets[k]).astype(np.int32), self.y_tables.models[k])
             y_sym[:, where] = flat_sym
-            known[:, where] = (flat_sym + means) / gains[:, :, 0]
+            known[:, where] = (flat_sym + means) / gains
         check = symbol_check(y_sym)
         return check.to_bytes(2, "big") + enc.get_compressed().astype("<u4").tobytes(), known
 
@@ -382,7 +382,7 @@ class EnhancementCodec:
                     sel = flat_idx == k
                     flat_sym[sel] = dec.decode(self.y_tables.models[k], int(sel.sum())) + self.y_tables.offsets[k]
                 y_sym[:, where] = flat_sym
-                known[:, where] = (flat_sym + means) / gains[:, :, 0]
+                known[:, where] = (flat_sym + means) / gains
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction's ways of saying the data ran out or is invalid
             raise BitstreamError(f"enhancement layer does not decode: {e}") from None
         if symbol_check(y_sym) != int.from_bytes(payload[:2], "big"):
