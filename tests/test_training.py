@@ -161,6 +161,43 @@ def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, sh
         assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in result["points"])
 
 
+def test_a_run_extended_with_more_qualities_starts_from_the_source_weights(cache):
+    from scalableface.train import enhance
+
+    args = ["--mode", "residual", "--n", "8", "--m", "8", "--batch", "4", "--threads", "1", "--limit", "16",
+            "--cache", str(cache), "--stages", "3", "--context", "checkerboard"]
+    enhance.main(args + ["--run", "extend_source", "--max-steps", "1", "--save-every", "1"])
+    enhance.main(args + ["--run", "extended", "--extend-from", str(cache / "extend_source.pt"), "--add-low", "2",
+                         "--add-high", "1", "--max-steps", "0"])
+    source, _ = enhance.load_run(cache / "extend_source.pt")
+    extended, ck = enhance.load_run(cache / "extended.pt")
+    lambdas = ck["args"]["lambdas"]
+    assert len(lambdas) == len(enhance.LAMBDAS) + 3 and lambdas[2:-1] == list(enhance.LAMBDAS)
+    ratios = np.array(lambdas[1:]) / np.array(lambdas[:-1])
+    assert np.allclose(ratios, ratios[0], rtol=1e-3)  # one geometric progression
+    g, g0 = extended.net.log_gains.detach(), source.net.log_gains.detach()
+    assert torch.equal(g[2:-1], g0)
+    assert torch.allclose(g[:2], torch.stack([3 * g0[0] - 2 * g0[1], 2 * g0[0] - g0[1]]))
+    assert torch.allclose(g[-1], 2 * g0[-1] - g0[-2])
+    for k, v in source.state_dict().items():
+        if k != "net.log_gains":
+            assert torch.equal(extended.state_dict()[k], v), k
+
+
+def test_the_generators_upsampled_convolution_equals_upsampling_then_convolving():
+    from scalableface.layers.appearance import upsampled_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 7, 3, padding=1)
+    x = torch.randn(2, 5, 6, 9, requires_grad=True)
+    want = conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    got = upsampled_conv(x, conv)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
+    grad_want = torch.autograd.grad(want.square().sum(), [x, conv.weight])
+    grad_got = torch.autograd.grad(got.square().sum(), [x, conv.weight])
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grad_got, grad_want))
+
+
 @pytest.mark.parametrize("stages,context", [(4, "none"), (3, "checkerboard")])
 def test_the_decoder_rebuilds_exactly_the_encoders_dequantized_latent(cache, stages, context):
     from scalableface.layers.enhance import load_enhancement

@@ -169,6 +169,22 @@ def load_run(path: Path) -> tuple[EnhanceTrainer, dict]:
     return model, ck
 
 
+def extended_log_gains(log_gains: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """Q x M log-gains with `low` rows added below and `high` above, each a step of the same size as
+    the two nearest rows' (qualities spaced evenly in log-gain, as the trained ones come out)."""
+    g = log_gains.detach()
+    below = [g[0] - k * (g[1] - g[0]) for k in range(low, 0, -1)]
+    above = [g[-1] + k * (g[-1] - g[-2]) for k in range(1, high + 1)]
+    return torch.stack(below + list(g) + above)
+
+
+def extended_lambdas(lambdas: list[float], low: int, high: int) -> list[float]:
+    """The lambdas of extended_log_gains' new rows, a geometric progression continued both ways."""
+    down, up = lambdas[0] / lambdas[1], lambdas[-1] / lambdas[-2]
+    return ([round(lambdas[0] * down ** k, 7) for k in range(low, 0, -1)] + list(lambdas)
+            + [round(lambdas[-1] * up ** k, 7) for k in range(1, high + 1)])
+
+
 def layer_config(model: EnhanceTrainer, args: dict) -> dict:
     """The model file's config.enhancement shape fields (layers.enhance.load_enhancement reads them)."""
     net = model.net
@@ -194,6 +210,13 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (tests)")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="without a checkpoint, start from the enhancement weights in this model file")
+    ap.add_argument("--extend-from", type=Path, default=None,
+                    help="without a checkpoint, start from this run's checkpoint (its shape and weights, a fresh "
+                         "optimizer) with --add-low/--add-high more trained qualities")
+    ap.add_argument("--add-low", type=int, default=0,
+                    help="with --extend-from: qualities below its lowest, lambdas continuing its progression, "
+                         "gains extrapolated to start")
+    ap.add_argument("--add-high", type=int, default=0, help="with --extend-from: qualities above its highest")
     args = ap.parse_args(argv)
     cache = args.cache or cache_dir()
     torch.set_num_threads(args.threads)
@@ -214,14 +237,23 @@ def main(argv=None):
 
     name = args.run or f"enhance_{args.mode}"
     ckpt, log_file = cache / f"{name}.pt", cache / f"{name}.log"
-    if ckpt.exists():  # the network's shape is the checkpoint's, whatever the flags say
-        saved = torch.load(ckpt, weights_only=True)["args"]
+    source = ckpt if ckpt.exists() else args.extend_from
+    if source:  # the network's shape is the checkpoint's, whatever the flags say
+        saved = torch.load(source, weights_only=True)["args"]
         for k in ("mode", "n", "m", "stages", "context"):
             setattr(args, k, saved.get(k, getattr(args, k)))
         args.lambdas = saved.get("lambdas", list(LAMBDAS))
     else:
         args.lambdas = list(LAMBDAS)
+    extending = not ckpt.exists() and args.extend_from
+    if extending:
+        source_model, _ = load_run(args.extend_from)
+        source_model.net.log_gains = nn.Parameter(extended_log_gains(source_model.net.log_gains, args.add_low, args.add_high))
+        args.lambdas = extended_lambdas(args.lambdas, args.add_low, args.add_high)
     model = EnhanceTrainer(args.mode, qualities=len(args.lambdas), **shape_of(vars(args)))
+    if extending:
+        model.load_state_dict(source_model.state_dict())
+        print(f"extended {args.extend_from} to lambdas {args.lambdas}", flush=True)
     opt, aux_opt = optimizers(model, args.lr)
     step = resume(ckpt, "model", model, opt, aux_opt)
     if not step and args.init_from:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..paths import cache_dir
-from .enhance import layer_config, load_run
+from .enhance import extended_log_gains, layer_config, load_run
 from .enhance import export as export_enhancement
 from .export import REPO_MODELS, install
 
@@ -45,10 +45,7 @@ def main(argv=None):
     lambdas = list(a["lambdas"])
     net = model.net
     if args.extra_low or args.extra_high:
-        g = net.log_gains.detach()
-        low = [g[0] - k * (g[1] - g[0]) for k in range(args.extra_low, 0, -1)]
-        high = [g[-1] + k * (g[-1] - g[-2]) for k in range(1, args.extra_high + 1)]
-        net.log_gains = torch.nn.Parameter(torch.stack(low + list(g) + high))
+        net.log_gains = torch.nn.Parameter(extended_log_gains(net.log_gains, args.extra_low, args.extra_high))
         lambdas = [None] * args.extra_low + lambdas + [None] * args.extra_high  # None: extrapolated, not trained
     shape = layer_config(model, a) | {"default_quality": args.default_quality, "lambdas": lambdas, "steps": ck["step"]}
     install(export_enhancement(model), {"enhancement": shape}, args.name, args.summary, args.out, args.kind, args.extends)
