@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from scalableface.entropy import BATCH_MAX_PAYLOAD, TOTAL, FrequencyTable, decode, decode_many, encode, is_code
+from scalableface.entropy import BATCH_MAX_PAYLOAD, TOTAL, FrequencyTable, decode, decode_many, encode
 from scalableface.errors import BitstreamError
 
 
@@ -74,7 +74,8 @@ def test_decode_many_equals_the_reference_on_real_payloads():
     tables = [gaussian_table(s) for s in rng.uniform(0.1, 5, 32)]
     symbols = np.clip(np.rint(rng.normal(0, 2, (500, 32))), -12, 12).astype(np.int64)
     payloads = [encode(row.tolist(), tables) for row in symbols]
-    assert (decode_many(payloads, tables) == symbols).all()
+    got, canonical = decode_many(payloads, tables)
+    assert (got == symbols).all() and canonical.all()
 
 
 # Payloads of repeated bytes land exactly on table boundaries, where the float estimate must be checked.
@@ -88,10 +89,36 @@ def test_decode_many_equals_the_reference_on_any_payload(payloads, kinds):
     special = {"half": FrequencyTable(-1, (TOTAL // 2, TOTAL // 2)), "skewed": FrequencyTable(0, (TOTAL - 1, 1)),
                "single": FrequencyTable(5, (TOTAL,))}
     tables = [special[k] if isinstance(k, str) else gaussian_table(k) for k in kinds]
-    got = decode_many(payloads, tables)
-    assert got.shape == (len(payloads), len(tables))
-    for p, row in zip(payloads, got.tolist()):
-        try:
-            assert row == decode(p, tables)
-        except BitstreamError:  # not the canonical code: the batch decoder's symbols are not checked
-            assert not is_code(p, row, tables)
+    _agrees_with_the_encoder(payloads, tables)
+
+
+def _agrees_with_the_encoder(payloads, tables):
+    """decode_many's symbols are decode()'s, and a payload is canonical (decode() takes it) exactly
+    when encode writes it for those symbols: the definition the decoders' shortcut must meet."""
+    got, canonical = decode_many(payloads, tables)
+    assert got.shape == (len(payloads), len(tables)) and canonical.shape == (len(payloads),)
+    for p, row, ok in zip(payloads, got.tolist(), canonical):
+        assert ok == (encode(row, tables) == p), (p, row)
+        if ok:
+            assert decode(p, tables) == row
+        else:
+            with pytest.raises(BitstreamError):
+                decode(p, tables)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_canonical_check_near_real_codes(data):
+    """Codes one byte longer or shorter, a last byte one off, 0xff runs: where the check's two
+    conditions (rounded up, no shorter code) decide."""
+    n = data.draw(st.integers(0, 24))
+    scales = data.draw(st.lists(st.sampled_from([0.05, 0.3, 1.0, 4.0]), min_size=n, max_size=n))
+    tables = [gaussian_table(s) for s in scales]
+    payloads = []
+    for _ in range(8):
+        code = encode([data.draw(st.integers(-12, 12)) for _ in range(n)], tables)
+        byte = data.draw(st.integers(0, 255))
+        payloads += [code, code + bytes([byte]), code[:-1], code[:-1] + bytes([(code[-1] + 1) % 256]),
+                     code[:-1] + bytes([(code[-1] - 1) % 256]), b"\xff" * (len(code) - 1) + code[-1:],
+                     b"\xff" * len(code), code + b"\x00"]
+    _agrees_with_the_encoder(payloads, tables)

@@ -87,8 +87,8 @@ def decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
     """Inverse of encode: one symbol per table. A payload that is not exactly what encode writes for
     the symbols it decodes to (empty, cut, padded, or most random bytes) raises BitstreamError;
     other corruption is the CRC's job."""
-    out = _decode(payload, tables)
-    if not is_code(payload, out, tables):
+    out, num, den = _decode(payload, tables)
+    if not _canonical(payload, num, den, PRECISION * len(tables)):
         raise BitstreamError(NOT_CODE.format(n=len(tables)))
     return out
 
@@ -96,12 +96,23 @@ def decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
 NOT_CODE = "the payload is not the code of {n} symbols (cut, padded or corrupted)"
 
 
-def is_code(payload: bytes, symbols: Sequence[int], tables: Sequence[FrequencyTable]) -> bool:
-    """Whether `payload` is exactly what encode writes for `symbols` (the canonical code)."""
-    return encode([int(v) for v in symbols], tables) == bytes(payload)
+# Whether a payload P of L bytes is what encode writes, from the decoder's final state alone. With s =
+# 16 * symbols, encode's interval is [low, low + width) / 2**s and it writes the first length k whose
+# v_k = ceil(low * 256**k / 2**s) lies inside with v_k < 256**k. After decoding, num = P * 2**s -
+# low * 256**L and den = width * 256**L, and 0 <= num < den (P lies inside). So P is encode's output
+# iff L >= 1, P = v_L, i.e. (P - 1) * 2**s < low * 256**L, i.e. num < 2**s, and length L - 1 had no
+# valid code: v_{L-1} * 256 is P rounded up to a multiple of 256 (P_up), inside iff (P_up - P) * 2**s +
+# num < den (the interval ends at or below 1, so v_k < 256**k holds whenever v_k is inside). A shorter
+# valid code at any length implies one at L - 1.
+def _canonical(payload: bytes, num: int, den: int, s: int) -> bool:
+    if not payload or num >= 1 << s:
+        return False
+    up = -payload[-1] % 256  # P_up - P
+    return len(payload) == 1 or (up << s) + num >= den
 
 
-def _decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
+def _decode(payload: bytes, tables: Sequence[FrequencyTable]) -> tuple[list[int], int, int]:
+    """(symbols, num, den): the symbols and the decoder's final state (see _canonical)."""
     num = int.from_bytes(payload, "big")
     den = 1 << (8 * len(payload))
     out = []
@@ -111,7 +122,7 @@ def _decode(payload: bytes, tables: Sequence[FrequencyTable]) -> list[int]:
         out.append(t.offset + i)
         num = (num << PRECISION) - t.cum[i] * den
         den *= t.freqs[i]
-    return out
+    return out, num, den
 
 
 # ---- tables in a model file ----------------------------------------------------------------------
@@ -186,7 +197,7 @@ def _used(head: int, j: int) -> int:
     return head + PRECISION * (j + 1) // LIMB_BITS + 2
 
 
-def _decode_batch(payloads: Sequence[bytes], tables: Sequence[FrequencyTable]) -> np.ndarray:
+def _decode_batch(payloads: Sequence[bytes], tables: Sequence[FrequencyTable]) -> tuple[np.ndarray, np.ndarray]:
     n_rows = len(payloads)
     width = -(-max(len(p) for p in payloads) // 4) * 4  # common padded length in bytes, whole limbs
     head = width // 4
@@ -226,20 +237,37 @@ def _decode_batch(payloads: Sequence[bytes], tables: Sequence[FrequencyTable]) -
         d *= freqs[i]
         _normalise(d)
         out[:, j] = t.offset + i
-    return out
+    return out, _canonical_batch(payloads, num, den, PRECISION * len(tables), width)
 
 
-def decode_many(payloads: Sequence[bytes], tables: Sequence[FrequencyTable]) -> np.ndarray:
-    """The symbols of every payload with the same tables, vectorised: an N x len(tables) int64 array,
-    equal symbol for symbol to the reference decoder's arithmetic; unlike decode() it does not check
-    that each payload is the canonical code (is_code does; long payloads are decoded, and checked,
-    by decode())."""
+def _canonical_batch(payloads: Sequence[bytes], num: np.ndarray, den: np.ndarray, s: int, width: int) -> np.ndarray:
+    """_canonical of each payload from _decode_batch's final limbs. Padding a payload of L bytes to
+    `width` multiplies num and den by 256**(width - L), so its 2**s becomes 2**(s + 8 (width - L))."""
+    lengths = np.array([len(p) for p in payloads])
+    cols = np.arange(len(payloads))
+    bits = s + 8 * (width - lengths)
+    q, r = bits // LIMB_BITS, bits % LIMB_BITS
+    below = ~(num * (np.arange(len(num))[:, None] > q)).any(0) & (num[q, cols] >> r == 0)  # num < 2**bits
+    last = np.array([p[-1] if p else 0 for p in payloads], np.int64)
+    up = -last % 256
+    shorter = num.copy()  # (P_up - P) * 2**bits + num - den < 0: length L - 1 had a valid code
+    shorter[q, cols] += up << r
+    shorter = _normalise(shorter - den)
+    return (lengths >= 1) & below & ((lengths == 1) | ~shorter)
+
+
+def decode_many(payloads: Sequence[bytes], tables: Sequence[FrequencyTable]) -> tuple[np.ndarray, np.ndarray]:
+    """(symbols, canonical): the symbols of every payload with the same tables, vectorised, as an
+    N x len(tables) int64 array equal symbol for symbol to decode()'s arithmetic, and N booleans,
+    whether each payload is the canonical code of its symbols (decode() refuses the others). Long
+    payloads take decode()'s arithmetic one at a time."""
     out = np.empty((len(payloads), len(tables)), np.int64)
+    canonical = np.empty(len(payloads), bool)
     short = [k for k, p in enumerate(payloads) if len(p) <= BATCH_MAX_PAYLOAD]
     for k in sorted(set(range(len(payloads))) - set(short)):
-        out[k] = decode(payloads[k], tables)
-    if tables:
-        for s in range(0, len(short), _BATCH_ROWS):
-            rows = short[s : s + _BATCH_ROWS]
-            out[rows] = _decode_batch([bytes(payloads[k]) for k in rows], tables)
-    return out
+        row, num, den = _decode(payloads[k], tables)
+        out[k], canonical[k] = row, _canonical(payloads[k], num, den, PRECISION * len(tables))
+    for s in range(0, len(short), _BATCH_ROWS):
+        rows = short[s : s + _BATCH_ROWS]
+        out[rows], canonical[rows] = _decode_batch([bytes(payloads[k]) for k in rows], tables)
+    return out, canonical

@@ -67,8 +67,7 @@ class IdentityCodec:
     def decode_symbols_many(self, payloads) -> tuple[np.ndarray, np.ndarray]:
         """(N x dims symbols, N booleans): decode_symbols of many payloads in one vectorised pass, and
         which payloads are the canonical code of their symbols (decode_symbols refuses the others)."""
-        symbols = entropy.decode_many(payloads, self.tables)
-        return symbols, np.array([entropy.is_code(p, row, self.tables) for p, row in zip(payloads, symbols)], bool)
+        return entropy.decode_many(payloads, self.tables)
 
 
 def _linear_stack(tensors: dict, prefix: str) -> list:
