@@ -35,15 +35,21 @@ class IdentityCodec:
     input_scale: float  # descriptors are multiplied by this before the analysis transform
     tables: list  # entropy.FrequencyTable per latent dimension
 
+    def analyse(self, descriptors: np.ndarray) -> np.ndarray:
+        """The latent (N x dims) before rounding."""
+        return _mlp(np.asarray(descriptors, np.float32) * self.input_scale, self.analysis)
+
+    def synthesise(self, latents: np.ndarray) -> np.ndarray:
+        """Descriptors (N x 128, float32) from latents (rounded or not)."""
+        return (_mlp(np.asarray(latents, np.float32), self.synthesis) / self.input_scale).astype(np.float32)
+
     def quantize(self, descriptors: np.ndarray) -> np.ndarray:
         """Integer symbols (N x dims), clamped to their tables as bitstream_spec.md says."""
-        y = _mlp(np.asarray(descriptors, np.float32) * self.input_scale, self.analysis)
-        return entropy.quantize(y, self.medians, self.tables)
+        return entropy.quantize(self.analyse(descriptors), self.medians, self.tables)
 
     def reconstruct(self, symbols: np.ndarray) -> np.ndarray:
         """Descriptors (N x 128, float32) from integer symbols."""
-        y_hat = (np.asarray(symbols, np.float32) + self.medians).astype(np.float32)
-        return (_mlp(y_hat, self.synthesis) / self.input_scale).astype(np.float32)
+        return self.synthesise((np.asarray(symbols, np.float32) + self.medians).astype(np.float32))
 
     def encode(self, descriptor: np.ndarray) -> tuple[bytes, np.ndarray]:
         """(payload, symbols) for one descriptor."""
