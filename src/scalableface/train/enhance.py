@@ -217,6 +217,9 @@ def main(argv=None):
                     help="with --extend-from: qualities below its lowest, lambdas continuing its progression, "
                          "gains extrapolated to start")
     ap.add_argument("--add-high", type=int, default=0, help="with --extend-from: qualities above its highest")
+    ap.add_argument("--compile", action="store_true",
+                    help="run the training steps through torch.compile (about 10%% faster per step after about "
+                         "2 minutes of compiling: python -m scalableface.train.step_speed)")
     args = ap.parse_args(argv)
     cache = args.cache or cache_dir()
     torch.set_num_threads(args.threads)
@@ -266,9 +269,11 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(step)
     data = patches(train_crops, train_bases, args.batch, gen, 2 ** args.stages, len(args.lambdas))
 
+    forward = torch.compile(model) if args.compile else model
+
     def one_step(step: int):
         x, b, q = next(data)
-        out, bits = model(x, None if args.mode == "single" else b, q)
+        out, bits = forward(x, None if args.mode == "single" else b, q)
         mse = ((out - x) ** 2).flatten(1).mean(1)
         loss = (lambdas[q] * 255 ** 2 * mse + bits / (PATCH * PATCH)).mean()
         return loss, {"loss": round(float(loss.detach()), 4)}
