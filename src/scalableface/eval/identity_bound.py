@@ -33,6 +33,7 @@ from ..layers.identity import IdentityCodec, load_identity_codec
 from ..paths import cache_dir, data_dir
 from .lfw import read_pairs, verification_accuracy
 
+
 def gaussian_bits(eigenvalues: np.ndarray, distortion: float) -> float:
     """R(D) in bits of a Gaussian vector with these covariance eigenvalues at total squared error D:
     sum of max(0, log2(lambda / theta) / 2), theta such that sum of min(lambda, theta) = D."""
@@ -52,6 +53,7 @@ def measure(codec: IdentityCodec, descriptors: np.ndarray, pairs, eigenvalues: n
     unquantized = codec.synthesise(codec.analyse(descriptors))
     bits = 8 * float(np.mean([len(entropy.encode(s.tolist(), codec.tables)) for s in symbols]))
     d = float(((decoded - descriptors) ** 2).sum(axis=1).mean())
+    bound = gaussian_bits(eigenvalues, d)
     return {
         "latent": int(symbols.shape[1]),
         "payload_bytes": bits / 8,
@@ -60,8 +62,8 @@ def measure(codec: IdentityCodec, descriptors: np.ndarray, pairs, eigenvalues: n
         "cross_accuracy": verification_accuracy(pairs, decoded, descriptors).mean,
         "unquantized_accuracy": verification_accuracy(pairs, unquantized).mean,
         "unquantized_mse": float(((unquantized - descriptors) ** 2).sum(axis=1).mean()),
-        "gaussian_bits": gaussian_bits(eigenvalues, d),
-        "bits_over_gaussian": bits / max(gaussian_bits(eigenvalues, d), 1e-9),
+        "gaussian_bits": bound,
+        "bits_over_gaussian": bits / max(bound, 1e-9),
     }
 
 

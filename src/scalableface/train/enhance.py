@@ -66,6 +66,13 @@ class EnhanceTrainer(nn.Module):
         return out, bits
 
 
+def rd_loss(out: torch.Tensor, x: torch.Tensor, bits: torch.Tensor, lambdas: torch.Tensor) -> torch.Tensor:
+    """The batch's mean of lambda * 255^2 * MSE + bits per pixel (CompressAI's convention), each
+    patch at its own lambda."""
+    mse = ((out - x) ** 2).flatten(1).mean(1)
+    return (lambdas * 255 ** 2 * mse + bits / (x.shape[2] * x.shape[3])).mean()
+
+
 def gaussian_likelihood(v: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     d = (v - mean).abs()
     normal = torch.distributions.Normal(0.0, 1.0)
@@ -242,7 +249,8 @@ def main(argv=None):
     ckpt, log_file = cache / f"{name}.pt", cache / f"{name}.log"
     source = ckpt if ckpt.exists() else args.extend_from
     if source:  # the network's shape is the checkpoint's, whatever the flags say
-        saved = torch.load(source, weights_only=True)["args"]
+        source_ck = torch.load(source, weights_only=True)
+        saved = source_ck["args"]
         for k in ("mode", "n", "m", "stages", "context"):
             setattr(args, k, saved.get(k, getattr(args, k)))
         args.lambdas = saved.get("lambdas", list(LAMBDAS))
@@ -250,12 +258,12 @@ def main(argv=None):
         args.lambdas = list(LAMBDAS)
     extending = not ckpt.exists() and args.extend_from
     if extending:
-        source_model, _ = load_run(args.extend_from)
-        source_model.net.log_gains = nn.Parameter(extended_log_gains(source_model.net.log_gains, args.add_low, args.add_high))
         args.lambdas = extended_lambdas(args.lambdas, args.add_low, args.add_high)
     model = EnhanceTrainer(args.mode, qualities=len(args.lambdas), **shape_of(vars(args)))
     if extending:
-        model.load_state_dict(source_model.state_dict())
+        state = source_ck["model"]
+        state["net.log_gains"] = extended_log_gains(state["net.log_gains"], args.add_low, args.add_high)
+        model.load_state_dict(state)
         print(f"extended {args.extend_from} to lambdas {args.lambdas}", flush=True)
     opt, aux_opt = optimizers(model, args.lr)
     step = resume(ckpt, "model", model, opt, aux_opt)
@@ -274,8 +282,7 @@ def main(argv=None):
     def one_step(step: int):
         x, b, q = next(data)
         out, bits = forward(x, None if args.mode == "single" else b, q)
-        mse = ((out - x) ** 2).flatten(1).mean(1)
-        loss = (lambdas[q] * 255 ** 2 * mse + bits / (PATCH * PATCH)).mean()
+        loss = rd_loss(out, x, bits, lambdas[q])
         return loss, {"loss": round(float(loss.detach()), 4)}
 
     # the checkpoint keeps the keys every run so far wrote ("model", "opt", "aux_opt", "step", "args"):

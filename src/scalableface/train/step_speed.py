@@ -18,7 +18,7 @@ import time
 import torch
 
 from .common import optimizers
-from .enhance import LAMBDAS, PATCH, EnhanceTrainer
+from .enhance import LAMBDAS, PATCH, EnhanceTrainer, rd_loss
 
 VARIANTS = ("eager", "channels_last", "compile")
 
@@ -37,8 +37,7 @@ def time_variant(variant: str, steps: int, warmup: int, batch: int) -> dict:
 
     def step():
         out, bits = forward(x, b, q)
-        mse = ((out - x) ** 2).flatten(1).mean(1)
-        loss = (lambdas[q] * 255 ** 2 * mse + bits / (PATCH * PATCH)).mean()
+        loss = rd_loss(out, x, bits, lambdas[q])
         opt.zero_grad()
         loss.backward()
         opt.step()
