@@ -11,3 +11,20 @@ def test_gaussian_rate_distortion_is_reverse_water_filling():
     assert gaussian_bits(np.array([1.0, 0.5]), 1.5) == 0.0  # D at the total variance: nothing to send
     rates = [gaussian_bits(np.array([2.0, 1.0, 0.3]), d) for d in (0.1, 0.5, 1.0, 2.0)]
     assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_the_encoder_side_search_never_costs_more_than_the_plain_code():
+    from scalableface import modelset
+    from scalableface.eval.identity_search import searched_symbols
+
+    codec = modelset.load().base.identity(1)
+    rng = np.random.default_rng(0)
+    d = codec.reconstruct(codec.sample_symbols(64, rng)) + rng.normal(0, 0.02, (64, 128)).astype(np.float32)
+    plain = codec.quantize(d)
+    assert np.array_equal(searched_symbols(codec, d, np.eye(128), sweeps=0), plain)
+    w = np.diag(rng.uniform(0.1, 2, 128))
+    searched = searched_symbols(codec, d, w, sweeps=2)
+    cost = lambda s: np.einsum("ni,ij,nj->n", codec.reconstruct(s) - d, w, codec.reconstruct(s) - d)
+    assert (cost(searched) <= cost(plain) + 1e-9).all() and (cost(searched) < cost(plain)).any()
+    for j, t in enumerate(codec.tables):
+        assert t.offset <= searched[:, j].min() and searched[:, j].max() < t.offset + len(t.freqs)

@@ -275,3 +275,69 @@ def test_resume_keeps_the_learning_rate_of_this_run(tmp_path):
     opt, aux_opt = optimizers(model, 1e-5)
     assert resume(tmp_path / "ck.pt", "model", model, opt, aux_opt) == 7
     assert {g["lr"] for g in opt.param_groups} == {1e-5}
+
+
+def test_a_run_initialised_from_a_model_file_interpolates_its_gains_to_new_lambdas(cache, tmp_path):
+    from safetensors.numpy import save_file
+
+    from scalableface.train import enhance
+
+    source = enhance.EnhanceTrainer("residual", qualities=3, n=8, m=8).net
+    with torch.no_grad():
+        source.log_gains.copy_(torch.arange(24, dtype=torch.float32).view(3, 8))
+    weights = tmp_path / "source.safetensors"
+    config = {"enhancement": {"lambdas": [None, 0.001, 0.004]}}  # the first row extrapolated, not trained
+    save_file({f"enhancement.net.{k}": v.numpy() for k, v in source.state_dict().items()}, weights,
+              metadata={"config": json.dumps(config)})
+    enhance.main(["--mode", "residual", "--n", "8", "--m", "8", "--batch", "4", "--threads", "1", "--limit", "16",
+                  "--cache", str(cache), "--run", "interpolated", "--max-steps", "0", "--init-from", str(weights),
+                  "--lambdas", "0.00025,0.002,0.004"])
+    model, ck = enhance.load_run(cache / "interpolated.pt")
+    assert ck["args"]["lambdas"] == [0.00025, 0.002, 0.004]
+    g, g0 = model.net.log_gains.detach(), source.log_gains.detach()
+    # in log(lambda): 0.002 is halfway from 0.001 to 0.004, 0.00025 one whole step below 0.001
+    assert torch.allclose(g, torch.stack([2 * g0[1] - g0[2], (g0[1] + g0[2]) / 2, g0[2]]))
+    assert torch.equal(model.net.analysis[0].weight, source.analysis[0].weight)
+
+
+def test_a_low_tier_network_codes_the_low_qualities_and_the_main_one_the_rest(cache, tmp_path):
+    from scalableface.layers.enhance import LOW_TIER, EnhancementCodec, TieredEnhancement, load_enhancement
+    from scalableface.models import load_weights, sha256_file
+    from scalableface.train import enhance, export_enhancement
+
+    args = ["--mode", "residual", "--n", "8", "--m", "8", "--batch", "4", "--threads", "1", "--limit", "16",
+            "--cache", str(cache), "--max-steps", "1", "--save-every", "1"]
+    enhance.main(args + ["--run", "tier_main", "--stages", "3", "--context", "checkerboard"])
+    enhance.main(args + ["--run", "tier_low", "--lambdas", "0.0001,0.0003,0.001"])
+    export_enhancement.main(["--mode", "residual", "--checkpoint", str(cache / "tier_low.pt"), "--name", "tiny-low",
+                             "--extends", "tiny-main", "--low-tier", "--extra-low", "1", "--keep", "3",
+                             "--out", str(tmp_path)])
+    low_tensors, low_config = load_weights(tmp_path / "tiny-low.safetensors", sha256_file(tmp_path / "tiny-low.safetensors"))
+    assert set(low_config) == {LOW_TIER} and low_config[LOW_TIER]["lambdas"] == [None, 0.0001, 0.0003]
+    assert low_tensors and all(k.startswith(f"{LOW_TIER}.") for k in low_tensors)
+
+    main_model, main_ck = enhance.load_run(cache / "tier_main.pt")
+    main_config = enhance.layer_config(main_model, main_ck["args"]) | {"default_quality": 5}
+    main_tensors = enhance.export(main_model)
+    codec = load_enhancement(main_tensors | low_tensors, {"enhancement": main_config} | low_config)
+    assert isinstance(codec, TieredEnhancement)
+    assert (codec.qualities, codec.default_quality, codec.low.qualities) == (len(enhance.LAMBDAS), 5, 3)
+    alone = load_enhancement(main_tensors, {"enhancement": main_config})
+    assert isinstance(alone, EnhancementCodec)
+
+    crops = np.load(cache / "utk_crops.npy")[:3]
+    bases = np.load(cache / "utk_base_r3.npy")[:3]
+    for q in (1, 3, 4, codec.qualities):
+        expected = (codec.low if q <= 3 else alone).compress(crops, bases, q)
+        assert codec.compress(crops, bases, q) == expected
+    qualities = [2, 6, 3]  # one batch across both networks
+    payloads = [codec.compress(crops[i : i + 1], bases[i : i + 1], q)[0] for i, q in enumerate(qualities)]
+    mixed = codec.decompress(payloads, qualities, bases)
+    for i, q in enumerate(qualities):
+        one = (codec.low if q <= 3 else alone).decompress([payloads[i]], [q], bases[i : i + 1])
+        assert np.array_equal(mixed[i], one[0])
+        assert codec.decode_latent(payloads[i], q, 128).y_symbols.shape[1] == (8 if q <= 3 else 16)
+    with pytest.raises(ValueError):
+        codec.compress(crops, bases, codec.qualities + 1)
+    with pytest.raises(BitstreamError):
+        codec.decode_latent(payloads[0], 0, 128)

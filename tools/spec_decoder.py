@@ -6,7 +6,8 @@ specification, not the package: tests/test_spec_decoder.py decodes the golden fi
 
 It reads the container (spec sections 1, 2 and 6), finds the model set through the models folder's
 manifest (section 4), decodes the identity and appearance layers (3.1) and the identity descriptor
-(7.1), decodes the enhancement layer to its z and y symbols (3.2 and 7.3), with the range coder
+(7.1), decodes the enhancement layer to its z and y symbols (3.2 and 7.3, with the network that
+codes the file's quality when the model has two), with the range coder
 of section 3.3 and the hyper-synthesis and entropy-parameter networks run in float64, and decodes
 the top layer to pixels with the generator and the synthesis network (7.2, 7.4, 7.5) in float32.
 """
@@ -277,6 +278,18 @@ def symbol_check(y: np.ndarray) -> int:
     return zlib.crc32(y.astype("<i2").tobytes()) & 0xFFFF
 
 
+def network_for(quality: int, tensors: dict, config: dict) -> tuple[dict, dict]:
+    """Section 3.2, "Two networks": the tensors and configuration that code `quality`, with the
+    low-quality network's (if it codes it) renamed to `enhancement`."""
+    low = config.get("enhancement_low")
+    if low is None or quality > low["qualities"]:
+        return tensors, config
+    if low["qualities"] >= config["enhancement"]["qualities"] or low["mode"] != config["enhancement"]["mode"]:
+        raise SpecError("the model's low-quality enhancement network does not fit its main one")
+    renamed = {"enhancement." + k[len("enhancement_low.") :]: v for k, v in tensors.items() if k.startswith("enhancement_low.")}
+    return renamed, config | {"enhancement": low}
+
+
 def enhancement_symbols(payload: bytes, quality: int, crop: int, tensors: dict, config: dict,
                         scale_table: np.ndarray = SCALE_TABLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(z symbols, y symbols, dequantized latent y_hat) of an enhancement payload."""
@@ -394,10 +407,11 @@ def decode(data: bytes, models_dir: Path = DEFAULT_MODELS) -> dict:
         raise SpecError("the model decodes 128x128 crops")
     image = generate(descriptor, appearance, tensors, config)
     if len(layers) > 2:
-        z, y, y_hat = enhancement_symbols(layers[2], h["quality"], h["crop_size"], tensors, config)
+        net_tensors, net_config = network_for(h["quality"], tensors, config)
+        z, y, y_hat = enhancement_symbols(layers[2], h["quality"], h["crop_size"], net_tensors, net_config)
         out["enhancement_z"] = {"shape": list(z.shape), "values": z.ravel().tolist()}
         out["enhancement_y"] = {"shape": list(y.shape), "values": y.ravel().tolist()}
-        image = synthesise(y_hat, image, tensors, config)
+        image = synthesise(y_hat, image, net_tensors, net_config)
     return {"symbols": out, "descriptor": descriptor.tolist(), "image": image}
 
 

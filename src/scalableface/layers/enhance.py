@@ -402,7 +402,65 @@ def _tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255  # a copy: mmaps are read-only
 
 
-def load_enhancement(tensors: dict, config: dict, prefix: str = "enhancement") -> EnhancementCodec:
+LOW_TIER = "enhancement_low"
+
+
+class TieredEnhancement:
+    """A model's enhancement layer when it carries a second network for its low qualities
+    (bitstream_spec.md, 5.3): qualities 1..low.qualities are coded by `low`, the rest by `main` at the
+    same quality number. A network with a coarser latent grid codes low rates in fewer bits; one
+    with a finer grid reaches higher PSNR at the top."""
+
+    def __init__(self, low: EnhancementCodec, main: EnhancementCodec):
+        if low.mode != main.mode or low.qualities >= main.qualities:
+            raise ModelError("the low-quality enhancement network must share the main one's mode "
+                             "and have fewer qualities")
+        self.low, self.main = low, main
+
+    @property
+    def mode(self) -> str:
+        return self.main.mode
+
+    @property
+    def qualities(self) -> int:
+        return self.main.qualities
+
+    @property
+    def default_quality(self) -> int:
+        return self.main.default_quality
+
+    def network(self, quality: int) -> EnhancementCodec:
+        """The network that codes `quality` (1..qualities)."""
+        return self.low if quality <= self.low.qualities else self.main
+
+    def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int) -> list[bytes]:
+        if not 1 <= quality <= self.qualities:
+            raise ValueError(f"quality must be 1..{self.qualities}")
+        return self.network(quality).compress(crops, bases, quality)
+
+    def decompress(self, payloads: list[bytes], qualities: list[int], bases: np.ndarray) -> np.ndarray:
+        out = np.empty_like(bases)
+        tiers = np.array([q > self.low.qualities for q in qualities], bool)
+        for codec, sel in ((self.low, ~tiers), (self.main, tiers)):
+            ks = np.flatnonzero(sel)
+            if len(ks):
+                out[ks] = codec.decompress([payloads[k] for k in ks], [qualities[k] for k in ks], bases[ks])
+        return out
+
+    def decode_latent(self, payload: bytes, quality: int, crop_size: int) -> DecodedLatent:
+        if not 1 <= quality <= self.qualities:
+            raise BitstreamError(f"no enhancement latent for quality {quality}")
+        return self.network(quality).decode_latent(payload, quality, crop_size)
+
+
+def load_enhancement(tensors: dict, config: dict) -> EnhancementCodec | TieredEnhancement:
+    """A model's enhancement layer: the network under `enhancement.*`, and with it, when the model
+    has one, the low-quality network under `enhancement_low.*` (TieredEnhancement)."""
+    main = load_network(tensors, config, "enhancement")
+    return TieredEnhancement(load_network(tensors, config, LOW_TIER), main) if LOW_TIER in config else main
+
+
+def load_network(tensors: dict, config: dict, prefix: str) -> EnhancementCodec:
     """The codec stored under `<prefix>.*` in a model file, with its shape in config[prefix]."""
     shape = config.get(prefix)
     if not isinstance(shape, dict):

@@ -13,6 +13,7 @@ validation line (full 128x128 held-out crops, every quality) in <cache>/enhance_
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,22 @@ def extended_log_gains(log_gains: torch.Tensor, low: int, high: int) -> torch.Te
     return torch.stack(below + list(g) + above)
 
 
+def interpolated_log_gains(log_gains: torch.Tensor, lambdas: list, targets: list[float]) -> torch.Tensor:
+    """len(targets) x M log-gains for new lambdas, from a model's rows trained at `lambdas` (None for
+    an untrained row, skipped): piecewise linear in log(lambda), the end segments continued beyond."""
+    known = [(float(np.log(lam)), row) for lam, row in zip(lambdas, log_gains.detach()) if lam is not None]
+    if len(known) < 2:
+        raise ValueError("interpolating gains needs at least two trained qualities")
+    known.sort(key=lambda kv: kv[0])
+    xs = [x for x, _ in known]
+    out = []
+    for t in np.log(targets):
+        i = int(np.clip(np.searchsorted(xs, t) - 1, 0, len(xs) - 2))
+        (x0, g0), (x1, g1) = known[i], known[i + 1]
+        out.append(g0 + (g1 - g0) * float((t - x0) / (x1 - x0)))
+    return torch.stack(out)
+
+
 def extended_lambdas(lambdas: list[float], low: int, high: int) -> list[float]:
     """The lambdas of extended_log_gains' new rows, a geometric progression continued both ways."""
     down, up = lambdas[0] / lambdas[1], lambdas[-1] / lambdas[-2]
@@ -216,7 +233,10 @@ def main(argv=None):
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (tests)")
     ap.add_argument("--init-from", type=Path, default=None,
-                    help="without a checkpoint, start from the enhancement weights in this model file")
+                    help="without a checkpoint, start from the enhancement weights in this model file (its "
+                         "gains interpolated to --lambdas from the lambdas it was trained at)")
+    ap.add_argument("--lambdas", default=None,
+                    help="a new run's trained lambdas, comma-separated (default: 0.0008 * 2.17^k, k = 0..8)")
     ap.add_argument("--extend-from", type=Path, default=None,
                     help="without a checkpoint, start from this run's checkpoint (its shape and weights, a fresh "
                          "optimizer) with --add-low/--add-high more trained qualities")
@@ -255,7 +275,7 @@ def main(argv=None):
             setattr(args, k, saved.get(k, getattr(args, k)))
         args.lambdas = saved.get("lambdas", list(LAMBDAS))
     else:
-        args.lambdas = list(LAMBDAS)
+        args.lambdas = [float(v) for v in args.lambdas.split(",")] if args.lambdas else list(LAMBDAS)
     extending = not ckpt.exists() and args.extend_from
     if extending:
         args.lambdas = extended_lambdas(args.lambdas, args.add_low, args.add_high)
@@ -268,11 +288,16 @@ def main(argv=None):
     opt, aux_opt = optimizers(model, args.lr)
     step = resume(ckpt, "model", model, opt, aux_opt)
     if not step and args.init_from:
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         weights = load_file(args.init_from)
-        model.net.load_state_dict({k[len("enhancement.net."):]: v for k, v in weights.items() if k.startswith("enhancement.net.")})
-        print(f"initialised from {args.init_from}", flush=True)
+        state = {k[len("enhancement.net."):]: v for k, v in weights.items() if k.startswith("enhancement.net.")}
+        with safe_open(args.init_from, "pt") as f:
+            trained = json.loads(f.metadata()["config"])["enhancement"]["lambdas"]
+        state["log_gains"] = interpolated_log_gains(state["log_gains"], trained, args.lambdas)
+        model.net.load_state_dict(state)
+        print(f"initialised from {args.init_from}, gains interpolated to lambdas {args.lambdas}", flush=True)
     lambdas = torch.tensor(args.lambdas)
     gen = torch.Generator().manual_seed(step)
     data = patches(train_crops, train_bases, args.batch, gen, 2 ** args.stages, len(args.lambdas))

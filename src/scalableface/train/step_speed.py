@@ -3,7 +3,7 @@
     python -m scalableface.train.step_speed [--steps 20] [--threads 1] [--variants eager channels_last compile]
 
 Times full training steps (forward, rate-distortion loss, backward, Adam update) of a freshly
-initialised EnhanceTrainer of sface-v3's shape (residual, N=64, M=128, three stages, checkerboard
+initialised EnhanceTrainer of sface-v4's shape (residual, N=64, M=128, three stages, checkerboard
 context) on random 64x64 patches, batch 32 as train.enhance uses, after --warmup steps (which for
 torch.compile include its compilation, reported apart). Prints one JSON line per variant: seconds
 per step and the speed-up over eager. A benchmark, not a test: run it on otherwise idle cores.
