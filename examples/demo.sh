@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/sface ] || { python3 -m venv .venv && .venv/bin/pip install --quiet . ; }
 sface=.venv/bin/sface
 out=$(mktemp -d)
-$sface encode examples/astronaut.jpg "$out/astronaut.sfc" -q 9
+$sface encode examples/astronaut.jpg "$out/astronaut.sfc" -q 8
 $sface info "$out/astronaut.sfc"
 $sface decode "$out/astronaut.sfc" -o "$out/astronaut-full.png"
 $sface decode "$out/astronaut.sfc" -o "$out/astronaut-base.png" --layer base

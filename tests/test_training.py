@@ -341,3 +341,35 @@ def test_a_low_tier_network_codes_the_low_qualities_and_the_main_one_the_rest(ca
         codec.compress(crops, bases, codec.qualities + 1)
     with pytest.raises(BitstreamError):
         codec.decode_latent(payloads[0], 0, 128)
+
+
+def test_a_low_tier_model_renumbers_the_qualities_of_the_codec_it_extends(cache, tmp_path, monkeypatch):
+    from scalableface import models, modelset
+    from scalableface.layers.enhance import TieredEnhancement
+    from scalableface.train import enhance, export_enhancement
+
+    args = ["--mode", "residual", "--n", "8", "--m", "8", "--batch", "4", "--threads", "1", "--limit", "16",
+            "--cache", str(cache), "--max-steps", "1", "--save-every", "1"]
+    enhance.main(args + ["--run", "renumber_main", "--stages", "3", "--context", "checkerboard"])
+    enhance.main(args + ["--run", "renumber_other", "--stages", "3", "--context", "checkerboard", "--lr", "0.01"])
+    enhance.main(args + ["--run", "renumber_low", "--lambdas", "0.0001,0.0003,0.001"])
+    export = ["--mode", "residual", "--out", str(tmp_path)]
+    export_enhancement.main(export + ["--checkpoint", str(cache / "renumber_main.pt"), "--name", "tiny-main",
+                                      "--extends", "sface-base-v1", "--default-quality", "5"])
+    monkeypatch.setenv("SFACE_MODELS", str(tmp_path))
+    low = export + ["--checkpoint", str(cache / "renumber_low.pt"), "--name", "tiny-tiered", "--extends", "tiny-main",
+                    "--low-tier", "--skip", "1", "--keep", "2", "--main-extra-high", "2", "--default-quality", "4"]
+    with pytest.raises(SystemExit, match="not the run"):
+        export_enhancement.main(low + ["--main-checkpoint", str(cache / "renumber_other.pt")])
+    export_enhancement.main(low + ["--main-checkpoint", str(cache / "renumber_main.pt")])
+
+    tensors, config = models.load(models.find("tiny-tiered"))
+    main_rows = len(enhance.LAMBDAS) + 2
+    assert config["enhancement_low"]["lambdas"] == [0.0003, 0.001] and config["enhancement_low"]["qualities"] == 2
+    assert config["enhancement"]["qualities"] == main_rows and config["enhancement"]["default_quality"] == 4
+    assert config["enhancement"]["lambdas"] == list(enhance.LAMBDAS) + [None, None]
+    main_tensors, _ = models.load(models.find("tiny-main"))
+    gains = tensors["enhancement.net.log_gains"]
+    assert gains.shape[0] == main_rows and np.array_equal(gains[:-2], main_tensors["enhancement.net.log_gains"])
+    codec = modelset.load("tiny-tiered").enhancement
+    assert isinstance(codec, TieredEnhancement) and (codec.qualities, codec.default_quality) == (main_rows, 4)

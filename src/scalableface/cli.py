@@ -191,7 +191,7 @@ def batch_options(f):
 @click.option("--layers", type=click.Choice(["identity", "base", "full"]), default="full", show_default=True,
               help="Layers to write: identity (~10 bytes), base (+ appearance, ~30 bytes), full (+ enhancement).")
 @click.option("-q", "--quality", type=click.IntRange(1, 15), default=None,
-              help="Enhancement quality, 1 (smallest) to the model's highest (15 for sface-v4, 14 for sface-v3, 9 for sface-v2); default: the model's (9 for sface-v4, 8 for sface-v3, 5 for sface-v2).")
+              help="Enhancement quality, 1 (smallest) to the model's highest (15 for sface-v5 and sface-v4, 9 for sface-v2); default: the model's (8 for sface-v5, 9 for sface-v4, 5 for sface-v2).")
 @click.option("--base-rate", type=click.IntRange(1, 15), default=None, help="Base rate point (default: the model's).")
 @click.option("--aligned", is_flag=True, help="Inputs are already 128x128 canonical crops: skip detection.")
 @click.option("--model", default=None, help="Model set name or id (default: the installed one).")

@@ -2,12 +2,15 @@
 
     python -m scalableface.train.export_enhancement --mode conditional --name sface-v2 --extends sface-base-v1
     python -m scalableface.train.export_enhancement --mode single --name single-layer-v1 --kind baseline
-    python -m scalableface.train.export_enhancement --mode residual --checkpoint RUN.pt --name sface-v5 \
-        --extends sface-v4 --low-tier --keep 8      # a network for sface-v4's qualities 1..8
+    python -m scalableface.train.export_enhancement --mode residual --checkpoint LOW.pt --name sface-v5 \
+        --extends sface-v4 --low-tier --skip 2 --keep 7 --main-checkpoint V4.pt --main-extra-high 2 --default-quality 8
 
 A codec that extends a base model holds only the enhancement tensors and names the base model in
 the manifest (models.load merges the two, each checked against its own hash), so the base weights
-are stored once. The single-layer baseline is installed as kind "baseline": never a default codec.
+are stored once. With --low-tier the run becomes the low-quality network (enhancement_low.*) of the
+codec it extends, whose network is stored once too: only its gains are written again (from
+--main-checkpoint, the run it was exported from, checked against it), so that its qualities can be
+renumbered around the new network's. The single-layer baseline is installed as kind "baseline": never a default codec.
 """
 
 from __future__ import annotations
@@ -15,13 +18,42 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .. import models
 from ..layers.enhance import LOW_TIER
 from ..paths import cache_dir
-from .enhance import extended_log_gains, layer_config, load_run
+from .enhance import EnhanceTrainer, extended_log_gains, layer_config, load_run
 from .enhance import export as export_enhancement
 from .export import REPO_MODELS, install
+
+
+def select_qualities(model: EnhanceTrainer, trained: list, extra_low: int = 0, extra_high: int = 0, skip: int = 0,
+                     keep: int = 0) -> list:
+    """Set the network's gain rows to its trained ones with `extra_low` / `extra_high` extrapolated rows
+    added (extended_log_gains), then the first `skip` dropped and only the first `keep` kept (0: all).
+    Returns each row's lambda (None where extrapolated)."""
+    net = model.net
+    gains = extended_log_gains(net.log_gains, extra_low, extra_high)
+    lambdas = [None] * extra_low + list(trained) + [None] * extra_high
+    end = skip + keep if keep else len(lambdas)
+    net.log_gains = torch.nn.Parameter(gains[skip:end])
+    return lambdas[skip:end]
+
+
+def main_gains(checkpoint: Path, extends: str, extra_high: int, default_quality: int) -> tuple[dict, dict]:
+    """(tensors, config) that renumber the qualities of the extended codec's network: its gains from the
+    run it was exported from, after checking that the run holds the same weights."""
+    model, ck = load_run(checkpoint)
+    lambdas = select_qualities(model, ck["args"]["lambdas"], extra_high=extra_high)
+    installed, _ = models.load(models.find(extends))
+    tensors = export_enhancement(model)
+    for k, v in tensors.items():
+        if k.startswith("enhancement.net.") and k != "enhancement.net.log_gains" and not np.array_equal(installed.get(k), v):
+            raise SystemExit(f"{checkpoint} is not the run {extends} was exported from ({k} differs)")
+    config = layer_config(model, ck["args"]) | {"default_quality": default_quality, "lambdas": lambdas, "steps": ck["step"]}
+    return {"enhancement.net.log_gains": tensors["enhancement.net.log_gains"]}, {"enhancement": config}
 
 
 def main(argv=None):
@@ -37,33 +69,36 @@ def main(argv=None):
                          "two lowest (log-gain steps of the same size); they become qualities 1..K")
     ap.add_argument("--extra-high", type=int, default=0,
                     help="add this many qualities above the trained ones, extrapolated from the two highest")
+    ap.add_argument("--skip", type=int, default=0, help="then drop the lowest K qualities")
+    ap.add_argument("--keep", type=int, default=0, help="then keep only the lowest K qualities (0: all)")
     ap.add_argument("--low-tier", action="store_true",
                     help="install the run as the low-quality network of the --extends codec (tensors "
-                         "enhancement_low.*): it codes that codec's qualities 1..K, the rest stay its own")
-    ap.add_argument("--keep", type=int, default=0,
-                    help="keep only the lowest K qualities (after --extra-low): where a --low-tier network "
-                         "stops being the better one")
+                         "enhancement_low.*): it codes qualities 1..K, the extended codec's network the rest")
+    ap.add_argument("--main-checkpoint", type=Path, default=None,
+                    help="with --low-tier: the run the extended codec's network was exported from; its gains "
+                         "are written again, renumbered (--main-extra-high), with --default-quality")
+    ap.add_argument("--main-extra-high", type=int, default=0,
+                    help="with --main-checkpoint: extrapolated qualities above the main network's trained ones")
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: <cache>/enhance_<mode>.pt (see train.enhance --run)")
     ap.add_argument("--out", type=Path, default=REPO_MODELS)
     args = ap.parse_args(argv)
     if args.mode != "single" and not args.extends:
         ap.error(f"a {args.mode} enhancement layer needs --extends <base model>")
+    if args.main_checkpoint and not args.low_tier:
+        ap.error("--main-checkpoint goes with --low-tier")
 
     model, ck = load_run(args.checkpoint or cache_dir() / f"enhance_{args.mode}.pt")
-    a = ck["args"]
-    lambdas = list(a["lambdas"])
-    net = model.net
-    if args.extra_low or args.extra_high:
-        net.log_gains = torch.nn.Parameter(extended_log_gains(net.log_gains, args.extra_low, args.extra_high))
-        lambdas = [None] * args.extra_low + lambdas + [None] * args.extra_high  # None: extrapolated, not trained
-    if args.keep:
-        net.log_gains = torch.nn.Parameter(net.log_gains[: args.keep])
-        lambdas = lambdas[: args.keep]
-    shape = layer_config(model, a) | {"default_quality": args.default_quality, "lambdas": lambdas, "steps": ck["step"]}
-    prefix = LOW_TIER if args.low_tier else "enhancement"
-    if args.low_tier:  # the default quality is the extended codec's
-        del shape["default_quality"]
-    install(export_enhancement(model, prefix), {prefix: shape}, args.name, args.summary, args.out, args.kind, args.extends)
+    lambdas = select_qualities(model, ck["args"]["lambdas"], args.extra_low, args.extra_high, args.skip, args.keep)
+    shape = layer_config(model, ck["args"]) | {"lambdas": lambdas, "steps": ck["step"]}
+    if not args.low_tier:
+        install(export_enhancement(model), {"enhancement": shape | {"default_quality": args.default_quality}},
+                args.name, args.summary, args.out, args.kind, args.extends)
+        return
+    tensors, config = export_enhancement(model, LOW_TIER), {LOW_TIER: shape}
+    if args.main_checkpoint:  # else the extended codec's qualities and default stay as they are
+        main_tensors, main_config = main_gains(args.main_checkpoint, args.extends, args.main_extra_high, args.default_quality)
+        tensors, config = tensors | main_tensors, config | main_config
+    install(tensors, config, args.name, args.summary, args.out, args.kind, args.extends)
 
 
 if __name__ == "__main__":
