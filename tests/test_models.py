@@ -65,6 +65,9 @@ def test_a_model_that_extends_another_gets_both_tensor_sets_and_its_own_config_w
     tensors, config = models.load(models.find("child"))
     assert set(tensors) == {"x", "y"} and config == {"threshold": 0.7, "extra": 1}
     assert models.find("child").short_id != models.find("tiny-test").short_id
+    _add_model(model_dir, "grandchild", {"z": np.ones(2, np.float32)}, {}, extends="child")
+    assert models.base_of(models.find("grandchild")).name == "tiny-test"  # the end of the chain
+    assert models.base_of(models.find("tiny-test")).name == "tiny-test"
 
 
 def test_a_missing_or_circular_parent_is_a_model_error(model_dir):
@@ -75,3 +78,5 @@ def test_a_missing_or_circular_parent_is_a_model_error(model_dir):
     _add_model(model_dir, "b", {"z": np.ones(2, np.float32)}, {}, extends="a")
     with pytest.raises(ModelError, match="extends itself"):
         models.load(models.find("a"))
+    with pytest.raises(ModelError, match="extends itself"):
+        models.base_of(models.find("a"))

@@ -24,7 +24,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 EXPECTED = "expected.json"
 
 # (file, layers, base rate point, enhancement quality, keep the transform); the identity-only file
-# is coded with the base model the main model extends, so both model ids are covered
+# is coded with the base model at the end of the main model's extends chain, so both model ids are covered
 CASES = [
     ("identity_r1.sfc", "identity", 1, None, False),
     ("base_r3.sfc", "base", 3, None, True),
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         entry = models.find(args.model)
         files = []
         for name, layers, rate, quality, keep_transform in CASES:
-            model = entry.extends if layers == "identity" and entry.extends else entry.name
+            model = models.base_of(entry).name if layers == "identity" else entry.name
             data = sf.encode(str(EXAMPLE), layers=layers, base_rate=rate, quality=quality, model=model,
                              keep_transform=keep_transform)
             rec, image = record(data)

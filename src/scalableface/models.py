@@ -150,6 +150,18 @@ def load_weights(path: Path, sha256: str) -> tuple[dict, dict]:
     return tensors, config
 
 
+def base_of(entry: ModelEntry) -> ModelEntry:
+    """The model at the end of entry's extends chain (entry itself if it extends none): the one whose
+    weights hold the base layer."""
+    seen = {entry.name}
+    while entry.extends:
+        if entry.extends in seen:
+            raise ModelError(f"model {entry.name} extends itself through {entry.extends}")
+        entry = find(entry.extends)
+        seen.add(entry.name)
+    return entry
+
+
 def load(entry: ModelEntry, _seen: tuple = ()) -> tuple[dict, dict]:
     """(tensors, config) of a model; one that extends another gets that one's tensors and config
     under its own (its own win on a clash), each file checked against its own hash."""

@@ -78,10 +78,7 @@ def sface_base(model: str) -> Contender:
         features = np.stack([sface.extract_features(f) for f in files])
         return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images), features
 
-    base_entry = entry  # the weights the base layer comes from, at the end of the extends chain
-    while base_entry.extends:
-        base_entry = models.find(base_entry.extends)
-    return Contender(f"{entry.name}-base", f"sface base layer ({entry.name})", ("base",), run, base_entry.sha256)
+    return Contender(f"{entry.name}-base", f"sface base layer ({entry.name})", ("base",), run, models.base_of(entry).sha256)
 
 
 def single_layer(model: str) -> Contender:

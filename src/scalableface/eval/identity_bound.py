@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import entropy, modelset
+from .. import entropy, models, modelset
 from ..facesets import UTK_VALIDATION
 from ..layers.identity import IdentityCodec, load_identity_codec
 from ..paths import cache_dir, data_dir
@@ -74,7 +74,7 @@ def run(model: str | None, exports: list[Path]) -> dict:
     fit = np.load(cache / "utk_desc.npy").mean(axis=1)[:-UTK_VALIDATION]
     eigenvalues = np.linalg.eigvalsh(np.cov(fit.astype(np.float64).T))
     ms = modelset.load(model)
-    points = [{"model": ms.entry.extends or ms.entry.name, "rate": r}  # the base model, whose identity codecs these are | measure(ms.base.identity(r), lfw, pairs, eigenvalues)
+    points = [{"model": models.base_of(ms.entry).name, "rate": r}  # the base model, whose identity codecs these are | measure(ms.base.identity(r), lfw, pairs, eigenvalues)
               for r in ms.base.rates]
     for path in exports:
         tensors = dict(np.load(path))

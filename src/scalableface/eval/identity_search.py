@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import entropy, modelset
+from .. import entropy, models, modelset
 from ..facesets import UTK_VALIDATION
 from ..layers.identity import IdentityCodec
 from ..paths import cache_dir, data_dir
@@ -76,7 +76,7 @@ def run(model: str | None, sweeps: int) -> dict:
             symbols = searched_symbols(codec, lfw, weights[name], sweeps)
             points.append({"rate": r, "search": name} | point(codec, symbols, lfw, pairs))
             print(json.dumps(points[-1]), flush=True)
-    return {"model": ms.entry.extends or ms.entry.name, "sweeps": sweeps, "faces": len(lfw), "points": points}
+    return {"model": models.base_of(ms.entry).name, "sweeps": sweeps, "faces": len(lfw), "points": points}
 
 
 def main(argv=None):

@@ -407,7 +407,7 @@ LOW_TIER = "enhancement_low"
 
 class TieredEnhancement:
     """A model's enhancement layer when it carries a second network for its low qualities
-    (bitstream_spec.md, 5.3): qualities 1..low.qualities are coded by `low`, the rest by `main` at the
+    (bitstream_spec.md, 3.2): qualities 1..low.qualities are coded by `low`, the rest by `main` at the
     same quality number. A network with a coarser latent grid codes low rates in fewer bits; one
     with a finer grid reaches higher PSNR at the top."""
 

@@ -289,11 +289,9 @@ def main(argv=None):
     step = resume(ckpt, "model", model, opt, aux_opt)
     if not step and args.init_from:
         from safetensors import safe_open
-        from safetensors.torch import load_file
 
-        weights = load_file(args.init_from)
-        state = {k[len("enhancement.net."):]: v for k, v in weights.items() if k.startswith("enhancement.net.")}
-        with safe_open(args.init_from, "pt") as f:
+        with safe_open(args.init_from, "pt") as f:  # the weights and the lambdas they were trained at
+            state = {k[len("enhancement.net."):]: f.get_tensor(k) for k in f.keys() if k.startswith("enhancement.net.")}
             trained = json.loads(f.metadata()["config"])["enhancement"]["lambdas"]
         state["log_gains"] = interpolated_log_gains(state["log_gains"], trained, args.lambdas)
         model.net.load_state_dict(state)
