@@ -286,10 +286,12 @@ def test_a_run_initialised_from_a_model_file_interpolates_its_gains_to_new_lambd
     with torch.no_grad():
         source.log_gains.copy_(torch.arange(24, dtype=torch.float32).view(3, 8))
     weights = tmp_path / "source.safetensors"
-    config = {"enhancement": {"lambdas": [None, 0.001, 0.004]}}  # the first row extrapolated, not trained
+    # the first row extrapolated, not trained
+    config = {"enhancement": {"mode": "residual", "n": 8, "m": 8, "lambdas": [None, 0.001, 0.004]}}
     save_file({f"enhancement.net.{k}": v.numpy() for k, v in source.state_dict().items()}, weights,
               metadata={"config": json.dumps(config)})
-    enhance.main(["--mode", "residual", "--n", "8", "--m", "8", "--batch", "4", "--threads", "1", "--limit", "16",
+    # the shape flags are the model file's, whatever the command line says
+    enhance.main(["--mode", "conditional", "--n", "16", "--m", "12", "--batch", "4", "--threads", "1", "--limit", "16",
                   "--cache", str(cache), "--run", "interpolated", "--max-steps", "0", "--init-from", str(weights),
                   "--lambdas", "0.00025,0.002,0.004"])
     model, ck = enhance.load_run(cache / "interpolated.pt")
@@ -298,6 +300,20 @@ def test_a_run_initialised_from_a_model_file_interpolates_its_gains_to_new_lambd
     # in log(lambda): 0.002 is halfway from 0.001 to 0.004, 0.00025 one whole step below 0.001
     assert torch.allclose(g, torch.stack([2 * g0[1] - g0[2], (g0[1] + g0[2]) / 2, g0[2]]))
     assert torch.equal(model.net.analysis[0].weight, source.analysis[0].weight)
+
+
+def test_a_run_initialised_from_an_installed_model_follows_its_extends_chain(cache):
+    from scalableface import models
+    from scalableface.train import enhance
+
+    entry = models.find("sface-v5")
+    assert entry.extends  # its main network's weights are in the model it extends
+    enhance.main(["--batch", "2", "--threads", "1", "--limit", "4", "--cache", str(cache), "--run", "from_installed",
+                  "--max-steps", "0", "--init-from", "sface-v5", "--lambdas", "0.01,0.1"])
+    model, ck = enhance.load_run(cache / "from_installed.pt")
+    tensors, config = models.load(entry)
+    assert (ck["args"]["mode"], ck["args"]["m"], ck["args"]["stages"]) == ("residual", config["enhancement"]["m"], 3)
+    assert np.array_equal(model.net.analysis[0].weight.detach().numpy(), tensors["enhancement.net.analysis.0.weight"])
 
 
 def test_a_low_tier_network_codes_the_low_qualities_and_the_main_one_the_rest(cache, tmp_path):

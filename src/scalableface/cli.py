@@ -764,7 +764,8 @@ def eval_base(data, model, workers, output, grid):
 @click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
               help="The LFW folder holding pairs.txt (default: $SFACE_DATA/lfw or ../shared/data/lfw).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default="results/bench", show_default=True,
-              help="Where the JSON files, the BD-rate table, the plots and the resumable cache go.")
+              help="Where the JSON files, the BD-rate table and the plots go (the resumable cache of measured "
+                   "points is under $SFACE_CACHE/bench, ~/.cache/scalableface by default).")
 @click.option("--limit", type=click.IntRange(0), default=0,
               help="Use about N images (the first pairs of every fold) for a quick run; 0 = all 7,701.")
 @click.option("--codecs", default=None, help="Comma-separated codec names to run (e.g. jpeg,webp); default: all.")

@@ -209,6 +209,24 @@ def extended_lambdas(lambdas: list[float], low: int, high: int) -> list[float]:
             + [round(lambdas[-1] * up ** k, 7) for k in range(1, high + 1)])
 
 
+def model_network(source: str) -> tuple[dict, dict]:
+    """(the main enhancement network's weights, its config: shape and the lambdas it was trained at)
+    of an installed model (by name, its extends chain followed) or of a model file."""
+    from .. import models
+
+    if Path(source).is_file():
+        from safetensors import safe_open
+
+        with safe_open(source, "pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            config = json.loads(f.metadata()["config"])
+    else:
+        arrays, config = models.load(models.find(source))
+        tensors = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+    state = {k[len("enhancement.net."):]: v for k, v in tensors.items() if k.startswith("enhancement.net.")}
+    return state, config["enhancement"]
+
+
 def layer_config(model: EnhanceTrainer, args: dict) -> dict:
     """The model file's config.enhancement shape fields (layers.enhance.load_enhancement reads them)."""
     net = model.net
@@ -232,9 +250,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (tests)")
-    ap.add_argument("--init-from", type=Path, default=None,
-                    help="without a checkpoint, start from the enhancement weights in this model file (its "
-                         "gains interpolated to --lambdas from the lambdas it was trained at)")
+    ap.add_argument("--init-from", default=None, metavar="MODEL",
+                    help="without a checkpoint, start from the enhancement network of this installed model (or "
+                         "model file): its shape "
+                         "(the shape flags are ignored), its weights, its gains interpolated to --lambdas from "
+                         "the lambdas it was trained at")
     ap.add_argument("--lambdas", default=None,
                     help="a new run's trained lambdas, comma-separated (default: 0.0008 * 2.17^k, k = 0..8)")
     ap.add_argument("--extend-from", type=Path, default=None,
@@ -268,6 +288,7 @@ def main(argv=None):
     name = args.run or f"enhance_{args.mode}"
     ckpt, log_file = cache / f"{name}.pt", cache / f"{name}.log"
     source = ckpt if ckpt.exists() else args.extend_from
+    init = None
     if source:  # the network's shape is the checkpoint's, whatever the flags say
         source_ck = torch.load(source, weights_only=True)
         saved = source_ck["args"]
@@ -276,6 +297,10 @@ def main(argv=None):
         args.lambdas = saved.get("lambdas", list(LAMBDAS))
     else:
         args.lambdas = [float(v) for v in args.lambdas.split(",")] if args.lambdas else list(LAMBDAS)
+        if args.init_from:  # and a new run's shape is the model file's
+            init = model_network(args.init_from)
+            for k in ("mode", "n", "m", "stages", "context"):
+                setattr(args, k, init[1].get(k, getattr(args, k)))
     extending = not ckpt.exists() and args.extend_from
     if extending:
         args.lambdas = extended_lambdas(args.lambdas, args.add_low, args.add_high)
@@ -287,13 +312,9 @@ def main(argv=None):
         print(f"extended {args.extend_from} to lambdas {args.lambdas}", flush=True)
     opt, aux_opt = optimizers(model, args.lr)
     step = resume(ckpt, "model", model, opt, aux_opt)
-    if not step and args.init_from:
-        from safetensors import safe_open
-
-        with safe_open(args.init_from, "pt") as f:  # the weights and the lambdas they were trained at
-            state = {k[len("enhancement.net."):]: f.get_tensor(k) for k in f.keys() if k.startswith("enhancement.net.")}
-            trained = json.loads(f.metadata()["config"])["enhancement"]["lambdas"]
-        state["log_gains"] = interpolated_log_gains(state["log_gains"], trained, args.lambdas)
+    if not step and init:
+        state, config = init
+        state["log_gains"] = interpolated_log_gains(state["log_gains"], config["lambdas"], args.lambdas)
         model.net.load_state_dict(state)
         print(f"initialised from {args.init_from}, gains interpolated to lambdas {args.lambdas}", flush=True)
     lambdas = torch.tensor(args.lambdas)
