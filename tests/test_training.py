@@ -389,3 +389,17 @@ def test_a_low_tier_model_renumbers_the_qualities_of_the_codec_it_extends(cache,
     assert gains.shape[0] == main_rows and np.array_equal(gains[:-2], main_tensors["enhancement.net.log_gains"])
     codec = modelset.load("tiny-tiered").enhancement
     assert isinstance(codec, TieredEnhancement) and (codec.qualities, codec.default_quality) == (main_rows, 4)
+
+    # a new main network takes the low-quality network with it, so that tiny-tiered could be retired
+    self_contained = export + ["--checkpoint", str(cache / "renumber_other.pt"), "--name", "tiny-self",
+                               "--extends", "sface-base-v1", "--low-from", "tiny-tiered"]
+    with pytest.raises(SystemExit, match="leaves none"):
+        export_enhancement.main(self_contained + ["--keep", "2"])
+    export_enhancement.main(self_contained + ["--extra-low", "1", "--default-quality", "3"])
+    own_tensors, own_config = models.load(models.find("tiny-self"))
+    assert own_config["enhancement_low"] == config["enhancement_low"]
+    assert {k for k in own_tensors if k.startswith("enhancement_low.")} == {k for k in tensors if k.startswith("enhancement_low.")}
+    assert all(np.array_equal(own_tensors[k], tensors[k]) for k in tensors if k.startswith("enhancement_low."))
+    assert own_config["enhancement"]["lambdas"] == [None] + list(enhance.LAMBDAS)
+    codec = modelset.load("tiny-self").enhancement
+    assert isinstance(codec, TieredEnhancement) and (codec.low.qualities, codec.qualities) == (2, len(enhance.LAMBDAS) + 1)

@@ -4,13 +4,16 @@
     python -m scalableface.train.export_enhancement --mode single --name single-layer-v1 --kind baseline
     python -m scalableface.train.export_enhancement --mode residual --checkpoint LOW.pt --name sface-v5 \
         --extends sface-v4 --low-tier --skip 2 --keep 7 --main-checkpoint V4.pt --main-extra-high 2 --default-quality 8
+    python -m scalableface.train.export_enhancement --mode residual --checkpoint MAIN.pt --name sface-v6 \
+        --extends sface-base-v1 --low-from sface-v5 --extra-low 6 --default-quality 8
 
 A codec that extends a base model holds only the enhancement tensors and names the base model in
 the manifest (models.load merges the two, each checked against its own hash), so the base weights
 are stored once. With --low-tier the run becomes the low-quality network (enhancement_low.*) of the
 codec it extends, whose network is stored once too: only its gains are written again (from
 --main-checkpoint, the run it was exported from, checked against it), so that its qualities can be
-renumbered around the new network's. The single-layer baseline is installed as kind "baseline": never a default codec.
+renumbered around the new network's. With --low-from a new main network takes another codec's
+low-quality network with it (copied, so that the codec it came from can be retired). The single-layer baseline is installed as kind "baseline": never a default codec.
 """
 
 from __future__ import annotations
@@ -56,6 +59,18 @@ def main_gains(checkpoint: Path, extends: str, extra_high: int, default_quality:
     return {"enhancement.net.log_gains": tensors["enhancement.net.log_gains"]}, {"enhancement": config}
 
 
+def low_network(name: str, qualities: int) -> tuple[dict, dict]:
+    """(tensors, config) of an installed codec's low-quality network, for a main network with
+    `qualities` gain rows (the low network's qualities must leave some to it)."""
+    tensors, config = models.load(models.find(name))
+    if LOW_TIER not in config:
+        raise SystemExit(f"{name} has no low-quality network ({LOW_TIER})")
+    if config[LOW_TIER]["qualities"] >= qualities:
+        raise SystemExit(f"{name}'s low-quality network codes qualities 1-{config[LOW_TIER]['qualities']}, which "
+                         f"leaves none of the new network's {qualities} (add rows below with --extra-low)")
+    return {k: v for k, v in tensors.items() if k.startswith(f"{LOW_TIER}.")}, {LOW_TIER: config[LOW_TIER]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=("conditional", "residual", "single"), required=True)
@@ -79,6 +94,9 @@ def main(argv=None):
                          "are written again, renumbered (--main-extra-high), with --default-quality")
     ap.add_argument("--main-extra-high", type=int, default=0,
                     help="with --main-checkpoint: extrapolated qualities above the main network's trained ones")
+    ap.add_argument("--low-from", default=None, metavar="MODEL",
+                    help="without --low-tier: copy this installed codec's low-quality network (enhancement_low.*) "
+                         "into the new one, which codes qualities 1..K with it and the rest with the run")
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: <cache>/enhance_<mode>.pt (see train.enhance --run)")
     ap.add_argument("--out", type=Path, default=REPO_MODELS)
     args = ap.parse_args(argv)
@@ -86,13 +104,18 @@ def main(argv=None):
         ap.error(f"a {args.mode} enhancement layer needs --extends <base model>")
     if args.main_checkpoint and not args.low_tier:
         ap.error("--main-checkpoint goes with --low-tier")
+    if args.low_from and args.low_tier:
+        ap.error("--low-from gives a main network a low-quality one; it does not go with --low-tier")
 
     model, ck = load_run(args.checkpoint or cache_dir() / f"enhance_{args.mode}.pt")
     lambdas = select_qualities(model, ck["args"]["lambdas"], args.extra_low, args.extra_high, args.skip, args.keep)
     shape = layer_config(model, ck["args"]) | {"lambdas": lambdas, "steps": ck["step"]}
     if not args.low_tier:
-        install(export_enhancement(model), {"enhancement": shape | {"default_quality": args.default_quality}},
-                args.name, args.summary, args.out, args.kind, args.extends)
+        tensors, config = export_enhancement(model), {"enhancement": shape | {"default_quality": args.default_quality}}
+        if args.low_from:
+            low_tensors, low_config = low_network(args.low_from, shape["qualities"])
+            tensors, config = tensors | low_tensors, config | low_config
+        install(tensors, config, args.name, args.summary, args.out, args.kind, args.extends)
         return
     tensors, config = export_enhancement(model, LOW_TIER), {LOW_TIER: shape}
     if args.main_checkpoint:  # else the extended codec's qualities and default stay as they are
