@@ -301,6 +301,17 @@ def test_a_run_initialised_from_a_model_file_interpolates_its_gains_to_new_lambd
     assert torch.allclose(g, torch.stack([2 * g0[1] - g0[2], (g0[1] + g0[2]) / 2, g0[2]]))
     assert torch.equal(model.net.analysis[0].weight, source.analysis[0].weight)
 
+    # from a run's checkpoint the hyper-latent's density comes along too
+    with torch.no_grad():
+        model.entropy_bottleneck.quantiles.add_(1.5)
+    torch.save({"model": model.state_dict(), "args": ck["args"]}, tmp_path / "source.pt")
+    enhance.main(["--batch", "4", "--threads", "1", "--limit", "16", "--cache", str(cache), "--run", "from_run",
+                  "--max-steps", "0", "--init-from", str(tmp_path / "source.pt"), "--lambdas", "0.002,0.008"])
+    again, ck2 = enhance.load_run(cache / "from_run.pt")
+    assert (ck2["args"]["n"], ck2["args"]["m"], ck2["args"]["lambdas"]) == (8, 8, [0.002, 0.008])
+    assert torch.equal(again.entropy_bottleneck.quantiles, model.entropy_bottleneck.quantiles)
+    assert torch.allclose(again.net.log_gains, torch.stack([g[1], 2 * g[2] - g[1]]))
+
 
 def test_a_run_initialised_from_an_installed_model_follows_its_extends_chain(cache):
     from scalableface import models

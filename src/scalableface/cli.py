@@ -192,6 +192,10 @@ def batch_options(f):
               help="Layers to write: identity (~10 bytes), base (+ appearance, ~30 bytes), full (+ enhancement).")
 @click.option("-q", "--quality", type=click.IntRange(1, 15), default=None,
               help="Enhancement quality, 1 (smallest) to the model's highest (15 for sface-v5 and sface-v4, 9 for sface-v2); default: the model's (8 for sface-v5, 9 for sface-v4, 5 for sface-v2).")
+@click.option("--effort", type=click.IntRange(0, 2), default=0, show_default=True,
+              help="Search longer for a cheaper enhancement layer: 0 is the fast encoder; 1 and 2 take seconds "
+                   "per face for a few percent fewer bytes at the same quality (README, \"Encode effort\"). "
+                   "Decoding is the same.")
 @click.option("--base-rate", type=click.IntRange(1, 15), default=None, help="Base rate point (default: the model's).")
 @click.option("--aligned", is_flag=True, help="Inputs are already 128x128 canonical crops: skip detection.")
 @click.option("--model", default=None, help="Model set name or id (default: the installed one).")
@@ -206,8 +210,8 @@ def batch_options(f):
                    "-j sets the encoder actors. Inputs may be URIs pyarrow reads (s3://...).")
 @click.option("--table", default=None, help="With --ray: also write a Parquet gallery table (a folder) here.")
 @batch_options
-def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transform, force, skip_existing, all_faces,
-           ray_address, table, files_from, workers, as_json):
+def encode(paths, out_dir, layers, quality, effort, base_rate, aligned, model, no_transform, force, skip_existing,
+           all_faces, ray_address, table, files_from, workers, as_json):
     """Encode the largest face of each image: `encode IN OUT` or `encode IN... --out-dir DIR`.
 
     Folders recurse; a bad, unreadable or faceless image is reported by name and skipped. Two
@@ -220,11 +224,14 @@ def encode(paths, out_dir, layers, quality, base_rate, aligned, model, no_transf
 
     if quality is not None and layers != "full":
         raise click.UsageError("--quality sets the enhancement layer: it needs --layers full")
+    if effort and layers != "full":
+        raise click.UsageError("--effort searches the enhancement layer: it needs --layers full")
     if all_faces and aligned:
         raise click.UsageError("--all finds faces in photos; --aligned inputs are one face each")
     if table and not ray_address:
         raise click.UsageError("--table is written by the Ray pipeline: it needs --ray")
-    options = dict(layers=layers, quality=quality, base_rate=base_rate, model=model, keep_transform=not no_transform)
+    options = dict(layers=layers, quality=quality, base_rate=base_rate, model=model, keep_transform=not no_transform,
+                   effort=effort)
     if ray_address:
         if aligned:
             raise click.UsageError("--ray codes photos; --aligned is not supported with it")

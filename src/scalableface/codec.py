@@ -84,14 +84,16 @@ def encode(
     model: Optional[str] = None,
     name: Optional[str] = None,
     keep_transform: bool = True,
+    effort: int = 0,
 ) -> bytes:
     """An .sfc file for the largest face in `source`, holding layers up to `layers` ("identity",
     "base" or "full"), the enhancement layer at `quality` (1 = smallest; default: the model's).
     The header keeps the crop's place in the photo (28 bytes, for pasting a decoded face back)
-    unless keep_transform is False."""
+    unless keep_transform is False. `effort` 1 or 2 searches longer for a cheaper enhancement layer
+    (seconds per face; the decoder is the same)."""
     face = align_image(source, aligned=aligned, name=name)
     return encode_crops(face.crop[None], layers=layers, quality=quality, base_rate=base_rate, model=model,
-                        transforms=[_transform_of(face, keep_transform)])[0]
+                        transforms=[_transform_of(face, keep_transform)], effort=effort)[0]
 
 
 def encode_all(
@@ -103,12 +105,13 @@ def encode_all(
     model: Optional[str] = None,
     name: Optional[str] = None,
     keep_transform: bool = True,
+    effort: int = 0,
 ) -> list[bytes]:
     """encode() of every face in the photo, largest first: one .sfc file each, each with its own
     transform. A photo with no face raises InputError."""
     faces = align_image(source, all_faces=True, name=name)
     return encode_crops(np.stack([f.crop for f in faces]), layers=layers, quality=quality, base_rate=base_rate,
-                        model=model, transforms=[_transform_of(f, keep_transform) for f in faces])
+                        model=model, transforms=[_transform_of(f, keep_transform) for f in faces], effort=effort)
 
 
 def _transform_of(face, keep: bool) -> Optional[Transform]:
@@ -127,9 +130,11 @@ def encode_crops(
     model: Optional[str] = None,
     transforms: Optional[Sequence[Optional[Transform]]] = None,
     descriptors: Optional[np.ndarray] = None,
+    effort: int = 0,
 ) -> list[bytes]:
     """One .sfc file per canonical crop (N x 128 x 128 x 3 uint8), computed in batches. `descriptors`
-    (N x 128) may pass the reference descriptors (BaseLayer.describe) when they are already known."""
+    (N x 128) may pass the reference descriptors (BaseLayer.describe) when they are already known;
+    `effort` (0-2) is encode()'s."""
     if layers not in LAYER_CHOICES:
         raise SfaceError(f"layers must be one of {', '.join(LAYER_CHOICES)}")
     crops = np.asarray(crops)
@@ -141,12 +146,19 @@ def encode_crops(
         quality = enh.default_quality if quality is None else quality
         if not 1 <= quality <= enh.qualities:
             raise SfaceError(f"quality must be 1..{enh.qualities} for model {ms.entry.name}")
+    if effort:
+        if enh is None:
+            raise SfaceError("effort searches the enhancement layer: it needs layers='full'")
+        from .layers.refine import EFFORT_ITERATIONS  # torch is loaded with the enhancement layer anyway
+
+        if not 0 < effort < len(EFFORT_ITERATIONS):
+            raise SfaceError(f"effort must be 0..{len(EFFORT_ITERATIONS) - 1}")
     rate = base.default_rate if base_rate is None else base_rate
     # base layer: the descriptors and the appearance, and the faces a decoder will generate from them
     descriptors = base.describe(crops) if descriptors is None else descriptors
     code = base.encode(crops, descriptors, rate, appearance=layers != "identity", faces=enh is not None)
     # enhancement layer: what the crop has beyond its base face
-    enhancement = enh.compress(crops, code.faces, quality) if enh is not None else None
+    enhancement = enh.compress(crops, code.faces, quality, effort) if enh is not None else None
     # container: the layers present, in order, under one header per face
     columns = [(LayerType.IDENTITY, code.identity_payloads), (LayerType.APPEARANCE, code.appearance_payloads),
                (LayerType.ENHANCEMENT, enhancement)]

@@ -52,7 +52,8 @@ class Contender:
     unavailable: Optional[str] = None
 
 
-def _payload(data: bytes) -> int:
+def payload_bytes(data: bytes) -> int:
+    """The bytes of an .sfc file's layer payloads (what the bench calls payload: no header or framing)."""
     return sum(len(l.payload) for l in container.parse(data).layers)
 
 
@@ -63,7 +64,7 @@ def sface_full(model: str) -> Contender:
     def run(crops, q, desc):
         files = sface.encode_crops(crops, layers="full", quality=q, model=entry.name, descriptors=desc)
         images = np.stack([d.image for d in sface.decode_many(files)])
-        return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images), None
+        return CodedBatch(np.array([len(f) for f in files]), np.array([payload_bytes(f) for f in files]), images), None
 
     return Contender(entry.name, f"sface full ({entry.name}, {enh.mode})", tuple(range(1, enh.qualities + 1)), run,
                      entry.sha256)
@@ -76,7 +77,7 @@ def sface_base(model: str) -> Contender:
         files = sface.encode_crops(crops, layers="base", model=entry.name, descriptors=desc)
         images = np.stack([d.image for d in sface.decode_many(files, layer="base")])
         features = np.stack([sface.extract_features(f) for f in files])
-        return CodedBatch(np.array([len(f) for f in files]), np.array([_payload(f) for f in files]), images), features
+        return CodedBatch(np.array([len(f) for f in files]), np.array([payload_bytes(f) for f in files]), images), features
 
     return Contender(f"{entry.name}-base", f"sface base layer ({entry.name})", ("base",), run, models.base_of(entry).sha256)
 

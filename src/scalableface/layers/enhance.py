@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BitstreamError, ModelError
+from . import refine
 from .exact import map_faces, per_face
 
 MODES = ("conditional", "residual", "single")
@@ -182,6 +183,30 @@ class EnhanceNet(nn.Module):
         """N x M x 1 x 1 gains for 0-based quality indexes."""
         return torch.exp(self.log_gains[quality_index])[:, :, None, None]
 
+    def entropy_passes(self, y: torch.Tensor, hyper: torch.Tensor, g: torch.Tensor, quantize) -> tuple:
+        """(y_hat, gained means, gained scales) of the latent y in the coding passes of section 3.2,
+        differentiable: `quantize(yg, mg)` stands for the rounding, turning the gained latent and its
+        gained means into the gained values the decoder would see (straight-through rounding in
+        training, annealed soft rounding at encode time); the checkerboard's second pass sees the
+        anchors that way."""
+        means, scales = self.parameters_from(hyper, None)
+        y_hat = quantize(y * g, means * g) / g
+        if self.context_model == "checkerboard":
+            anchors = anchor_mask(*y.shape[2:])
+            means2, scales2 = self.parameters_from(hyper, y_hat * anchors)
+            means = anchors * means + (1 - anchors) * means2
+            scales = anchors * scales + (1 - anchors) * scales2
+            y_hat = anchors * y_hat + (1 - anchors) * quantize(y * g, means2 * g) / g
+        return y_hat, means * g, (scales * g).clamp_min(scale_table()[0])
+
+
+def gaussian_likelihood(v: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The probability of the unit-width bin around v of a Gaussian (differentiable; floor 1e-9)."""
+    d = (v - mean).abs()
+    normal = torch.distributions.Normal(0.0, 1.0)
+    lik = normal.cdf((0.5 - d) / scale) - normal.cdf((-0.5 - d) / scale)
+    return lik.clamp_min(1e-9)
+
 
 # -- run time: integer tables and constriction's range coder ------------------------------------
 
@@ -224,9 +249,10 @@ class EnhancementCodec:
     """Enhancement substreams of batches of faces (bitstream_spec.md, section 3.2)."""
 
     def __init__(self, net: EnhanceNet, z_medians: np.ndarray, z_tables: CodedTables, y_tables: CodedTables,
-                 default_quality: int = 3):
-        self.net = net.eval()
+                 default_quality: int = 3, lambdas: list | None = None):
+        self.net = net.eval().requires_grad_(False)  # run time: only an effort search takes gradients, of the latent
         self.default_quality = default_quality
+        self.lambdas = lambdas  # per quality, the rate-distortion trade-off it stands for (encode effort)
         self.z_medians = z_medians.astype(np.float64)
         self.z_tables = z_tables
         self.y_tables = y_tables
@@ -298,18 +324,69 @@ class EnhancementCodec:
             gains = torch.exp(self.net64.log_gains[q])[:, None].numpy()
         return hyper, gains
 
-    def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int) -> list[bytes]:
+    def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int, effort: int = 0) -> list[bytes]:
         """One payload per face: N x H x W x 3 uint8 crops, their base faces (None for the
-        single-layer mode), quality 1..qualities."""
+        single-layer mode), quality 1..qualities; effort > 0 searches for cheaper latents (refine.py)."""
         if not 1 <= quality <= self.qualities:
             raise ValueError(f"quality must be 1..{self.qualities}")
+        steps = refine.iterations(effort)
         x = _tensor(crops)
         b = _tensor(bases) if bases is not None else None
         with torch.inference_mode():
             y = self.net.analyse(x, b)
             z = self.net.hyper_analysis(y)
         y, z = y.double().numpy(), z.double().numpy()
-        return [self.encode_latent(y[i], z[i], quality)[0] for i in range(len(y))]
+        coded = [self.encode_latent(y[i], z[i], quality) for i in range(len(y))]
+        if not steps:
+            return [payload for payload, _ in coded]
+        return self._refined(x, b, y, z, quality, steps, coded)
+
+    def _cost(self, x: torch.Tensor, b: torch.Tensor | None, quality: int, coded: list) -> tuple[np.ndarray, list]:
+        """(the real rate-distortion cost of each face's (payload, dequantized latent), the payloads)."""
+        y_hat = torch.from_numpy(np.stack([known for _, known in coded]).astype(np.float32))
+        with torch.inference_mode():
+            out = per_face(lambda y1, b1: self.net.synthesise(y1, b1, self.net.contexts(b1)), y_hat, b)
+        pixels = ((out * 255 + 0.5).clamp(0, 255).floor() / 255 - x) ** 2
+        bpp = np.array([8 * len(p) for p, _ in coded]) / (x.shape[2] * x.shape[3])
+        return self.lambda_of(quality) * 255 ** 2 * pixels.flatten(1).mean(1).double().numpy() + bpp, [p for p, _ in coded]
+
+    def lambda_of(self, quality: int) -> float:
+        """The trade-off quality stands for: its trained lambda, or for an untrained (extrapolated)
+        quality the geometric progression of its two nearest trained ones continued."""
+        lams = self.lambdas or []
+        if len(lams) != self.qualities or sum(v is not None for v in lams) < 2:
+            raise ModelError("this model's configuration does not give its qualities' lambdas, which encode effort needs")
+        q = quality - 1
+        if lams[q] is not None:
+            return float(lams[q])
+        known = [(i, float(v)) for i, v in enumerate(lams) if v is not None]
+        below, above = [k for k in known if k[0] < q], [k for k in known if k[0] > q]
+        (i0, l0), (i1, l1) = (below[-1], above[0]) if below and above else (above[:2] if above else below[-2:])
+        return l0 * (l1 / l0) ** ((q - i0) / (i1 - i0))
+
+    def _refined(self, x, b, y, z, quality, steps, coded) -> list[bytes]:
+        net = self.net
+        lam = self.lambda_of(quality)
+        g = torch.exp(net.log_gains[quality - 1].detach())[None, :, None, None]
+        zc = np.arange(z.shape[1])[:, None, None]
+        z_hat = self.z_tables.clamp(np.rint(z - self.z_medians[:, None, None]).astype(np.int64), zc) + self.z_medians[:, None, None]
+        with torch.no_grad():
+            hyper = net.hyper(torch.from_numpy(z_hat.astype(np.float32)))
+            contexts = net.contexts(b)
+        pixels = x.shape[2] * x.shape[3]
+
+        def soft_cost(u, rounding):
+            y_hat, mg, sg = net.entropy_passes(u / g, hyper, g, lambda ug, mg: mg + rounding(ug - mg))
+            bits = -torch.log2(gaussian_likelihood(y_hat * g, mg, sg)).flatten(1).sum(1)
+            out = net.synthesise(y_hat, b, contexts)
+            return lam * 255 ** 2 * ((out - x) ** 2).flatten(1).mean(1) + bits / pixels
+
+        def true_cost(u):
+            yu = (u / g).double().numpy()
+            return self._cost(x, b, quality, [self.encode_latent(yu[i], z[i], quality) for i in range(len(yu))])
+
+        return refine.refine(torch.from_numpy(y).float() * g, soft_cost, true_cost, steps,
+                             self._cost(x, b, quality, coded))
 
     def decompress(self, payloads: list[bytes], qualities: list[int], bases: np.ndarray) -> np.ndarray:
         """N x H x W x 3 uint8 faces from payloads coded at `qualities` against `bases` (N x H x W x 3;
@@ -433,10 +510,10 @@ class TieredEnhancement:
         """The network that codes `quality` (1..qualities)."""
         return self.low if quality <= self.low.qualities else self.main
 
-    def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int) -> list[bytes]:
+    def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int, effort: int = 0) -> list[bytes]:
         if not 1 <= quality <= self.qualities:
             raise ValueError(f"quality must be 1..{self.qualities}")
-        return self.network(quality).compress(crops, bases, quality)
+        return self.network(quality).compress(crops, bases, quality, effort)
 
     def decompress(self, payloads: list[bytes], qualities: list[int], bases: np.ndarray) -> np.ndarray:
         out = np.empty_like(bases)
@@ -476,4 +553,4 @@ def load_network(tensors: dict, config: dict, prefix: str) -> EnhancementCodec:
     z_tables, y_tables = CodedTables.from_tensors(tensors, f"{prefix}.z"), CodedTables.from_tensors(tensors, f"{prefix}.y")
     if z_medians is None or len(z_medians) != net.nz or len(z_tables.freqs) != net.nz or len(y_tables.freqs) != SCALE_LEVELS:
         raise ModelError(f"the entropy tables under {prefix} do not fit the network")
-    return EnhancementCodec(net, z_medians, z_tables, y_tables, int(shape.get("default_quality", 3)))
+    return EnhancementCodec(net, z_medians, z_tables, y_tables, int(shape.get("default_quality", 3)), shape.get("lambdas"))

@@ -21,7 +21,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from ..layers.enhance import CONTEXTS, MODES, EnhanceNet, anchor_mask, scale_table
+from ..layers.enhance import CONTEXTS, MODES, EnhanceNet, gaussian_likelihood, scale_table
 from ..entropy import FrequencyTable, pack_tables
 from ..eval.metrics import psnr
 from ..facesets import UTK_VALIDATION
@@ -49,20 +49,13 @@ class EnhanceTrainer(nn.Module):
         hyper = net.hyper(z_hat)
         g = net.gains(q)
 
-        def dequantized(means):  # what the decoder sees: real rounding in the gained domain (straight-through)
-            yg, mg = y * g, means * g
-            return (yg + (torch.round(yg - mg) + mg - yg).detach()) / g
+        def rounded(yg, mg):  # what the decoder sees: real rounding in the gained domain (straight-through)
+            return yg + (torch.round(yg - mg) + mg - yg).detach()
 
-        means, scales = net.parameters_from(hyper, None)
-        if net.context_model == "checkerboard":
-            anchors = anchor_mask(*y.shape[2:])
-            means2, scales2 = net.parameters_from(hyper, dequantized(means) * anchors)
-            means = anchors * means + (1 - anchors) * means2
-            scales = anchors * scales + (1 - anchors) * scales2
-        yg, mg, sg = y * g, means * g, (scales * g).clamp_min(scale_table()[0])
-        noisy = yg + torch.empty_like(yg).uniform_(-0.5, 0.5)
+        y_hat, mg, sg = net.entropy_passes(y, hyper, g, rounded)
+        noisy = y * g + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_lik = gaussian_likelihood(noisy, mg, sg)
-        out = net.synthesise(dequantized(means), base, net.contexts(base))
+        out = net.synthesise(y_hat, base, net.contexts(base))
         bits = -(torch.log2(y_lik).flatten(1).sum(1) + torch.log2(z_lik).flatten(1).sum(1))
         return out, bits
 
@@ -72,13 +65,6 @@ def rd_loss(out: torch.Tensor, x: torch.Tensor, bits: torch.Tensor, lambdas: tor
     patch at its own lambda."""
     mse = ((out - x) ** 2).flatten(1).mean(1)
     return (lambdas * 255 ** 2 * mse + bits / (x.shape[2] * x.shape[3])).mean()
-
-
-def gaussian_likelihood(v: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    d = (v - mean).abs()
-    normal = torch.distributions.Normal(0.0, 1.0)
-    lik = normal.cdf((0.5 - d) / scale) - normal.cdf((-0.5 - d) / scale)
-    return lik.clamp_min(1e-9)
 
 
 def base_faces(name: str, crops: np.ndarray, descriptors: np.ndarray, cache: Path, rate: int | None = None,
@@ -209,11 +195,15 @@ def extended_lambdas(lambdas: list[float], low: int, high: int) -> list[float]:
             + [round(lambdas[-1] * up ** k, 7) for k in range(1, high + 1)])
 
 
-def model_network(source: str) -> tuple[dict, dict]:
-    """(the main enhancement network's weights, its config: shape and the lambdas it was trained at)
-    of an installed model (by name, its extends chain followed) or of a model file."""
+def initial_weights(source: str) -> tuple[dict, dict]:
+    """(trainer state, config: shape and the lambdas its gains were trained at) to start a run from: a
+    run's checkpoint (.pt: the hyper-latent's density included), an installed model (by name, its
+    extends chain followed) or a model file (their main network only: the density starts fresh)."""
     from .. import models
 
+    if source.endswith(".pt"):
+        ck = torch.load(source, weights_only=True)
+        return ck["model"], shape_of(ck["args"]) | {"mode": ck["args"]["mode"], "lambdas": ck["args"]["lambdas"]}
     if Path(source).is_file():
         from safetensors import safe_open
 
@@ -223,7 +213,7 @@ def model_network(source: str) -> tuple[dict, dict]:
     else:
         arrays, config = models.load(models.find(source))
         tensors = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
-    state = {k[len("enhancement.net."):]: v for k, v in tensors.items() if k.startswith("enhancement.net.")}
+    state = {k[len("enhancement."):]: v for k, v in tensors.items() if k.startswith("enhancement.net.")}
     return state, config["enhancement"]
 
 
@@ -251,8 +241,8 @@ def main(argv=None):
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (tests)")
     ap.add_argument("--init-from", default=None, metavar="MODEL",
-                    help="without a checkpoint, start from the enhancement network of this installed model (or "
-                         "model file): its shape "
+                    help="without a checkpoint, start from another run's checkpoint (.pt) or the enhancement network of "
+                         "an installed model (or model file): its shape "
                          "(the shape flags are ignored), its weights, its gains interpolated to --lambdas from "
                          "the lambdas it was trained at")
     ap.add_argument("--lambdas", default=None,
@@ -297,8 +287,8 @@ def main(argv=None):
         args.lambdas = saved.get("lambdas", list(LAMBDAS))
     else:
         args.lambdas = [float(v) for v in args.lambdas.split(",")] if args.lambdas else list(LAMBDAS)
-        if args.init_from:  # and a new run's shape is the model file's
-            init = model_network(args.init_from)
+        if args.init_from:  # and a new run's shape is its source's
+            init = initial_weights(args.init_from)
             for k in ("mode", "n", "m", "stages", "context"):
                 setattr(args, k, init[1].get(k, getattr(args, k)))
     extending = not ckpt.exists() and args.extend_from
@@ -314,9 +304,12 @@ def main(argv=None):
     step = resume(ckpt, "model", model, opt, aux_opt)
     if not step and init:
         state, config = init
-        state["log_gains"] = interpolated_log_gains(state["log_gains"], config["lambdas"], args.lambdas)
-        model.net.load_state_dict(state)
-        print(f"initialised from {args.init_from}, gains interpolated to lambdas {args.lambdas}", flush=True)
+        state["net.log_gains"] = interpolated_log_gains(state["net.log_gains"], config["lambdas"], args.lambdas)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("entropy_bottleneck.") for k in missing):
+            raise SystemExit(f"{args.init_from} does not fit the network: missing {missing}, unexpected {unexpected}")
+        fresh = " (the hyper-latent's density starts fresh: its rate reads high for the first thousands of steps)" if missing else ""
+        print(f"initialised from {args.init_from}, gains interpolated to lambdas {args.lambdas}{fresh}", flush=True)
     lambdas = torch.tensor(args.lambdas)
     gen = torch.Generator().manual_seed(step)
     data = patches(train_crops, train_bases, args.batch, gen, 2 ** args.stages, len(args.lambdas))
