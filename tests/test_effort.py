@@ -101,3 +101,15 @@ def test_cli_encode_effort(tmp_path, photo):
     assert r.exit_code != 0 and "--layers full" in r.output
     r = runner.invoke(main, ["encode", str(photo), str(tmp_path / "c.sfc"), "--effort", "3"])
     assert r.exit_code != 0 and "--effort" in r.output
+
+
+def test_the_bench_measures_an_effort_as_a_codec_of_its_own(crop):
+    from scalableface import models
+    from scalableface.eval import bench
+
+    name = models.default_model().name
+    plain, searched = bench.sface_full(name), bench.sface_full(name, effort=1)
+    assert searched.name == f"{name}-e1" and "effort 1" in searched.label and searched.key != plain.key
+    coded, _ = searched.run(crop[None], 1, None)
+    assert coded.payload_bytes[0] == bench.payload_bytes(codec.encode_crops(crop[None], quality=1, effort=1)[0])
+    assert coded.images.shape == (1, 128, 128, 3)

@@ -784,7 +784,10 @@ def eval_base(data, model, workers, output, grid):
 @click.option("--sharp-limit", type=click.IntRange(0), default=1000, show_default=True,
               help="How many of the sharp photos (spread evenly over the folder); 0 = all.")
 @click.option("--no-sharp", is_flag=True, help="Measure LFW only.")
-def bench(data, out_dir, limit, codecs, model, also, sharp, sharp_limit, no_sharp):
+@click.option("--effort", type=click.IntRange(0, 2), default=0, show_default=True,
+              help="Encode the measured model at this effort (codec name <model>-e<effort>; seconds per face "
+                   "per quality, so use a small --limit).")
+def bench(data, out_dir, limit, codecs, model, also, sharp, sharp_limit, no_sharp, effort):
     """Rate-fidelity and rate-accuracy curves of sface against JPEG, WebP, AVIF, JPEG XL, HEVC, AV1
     and a single-layer learned codec on LFW and on a set of sharper faces, with a BD-rate table and
     plots (results for the sharp set under OUT/sharp/).
@@ -801,7 +804,7 @@ def bench(data, out_dir, limit, codecs, model, also, sharp, sharp_limit, no_shar
     if sharp_dir is not None and not sharp_dir.is_dir():
         sharp_dir = None
     bench.run(lfw, out, limit=limit, model=model, only=codecs.split(",") if codecs else None, extra_models=also,
-        sharp=sharp_dir, sharp_limit=sharp_limit, log=lambda m: click.echo(m, err=True))
+        sharp=sharp_dir, sharp_limit=sharp_limit, effort=effort, log=lambda m: click.echo(m, err=True))
 
 
 # ---- commands that only read containers -------------------------------------------------------

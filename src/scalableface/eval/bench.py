@@ -57,17 +57,19 @@ def payload_bytes(data: bytes) -> int:
     return sum(len(l.payload) for l in container.parse(data).layers)
 
 
-def sface_full(model: str) -> Contender:
+def sface_full(model: str, effort: int = 0) -> Contender:
+    """The full layer of `model`, encoded at `effort` (named <model>-e<effort> when above 0)."""
     ms = modelset.load(model)
     entry, enh = ms.entry, ms.enhancement
 
     def run(crops, q, desc):
-        files = sface.encode_crops(crops, layers="full", quality=q, model=entry.name, descriptors=desc)
+        files = sface.encode_crops(crops, layers="full", quality=q, model=entry.name, descriptors=desc, effort=effort)
         images = np.stack([d.image for d in sface.decode_many(files)])
         return CodedBatch(np.array([len(f) for f in files]), np.array([payload_bytes(f) for f in files]), images), None
 
-    return Contender(entry.name, f"sface full ({entry.name}, {enh.mode})", tuple(range(1, enh.qualities + 1)), run,
-                     entry.sha256)
+    name, label = (entry.name, f"sface full ({entry.name}, {enh.mode})") if not effort else (
+        f"{entry.name}-e{effort}", f"sface full ({entry.name}, {enh.mode}, effort {effort})")
+    return Contender(name, label, tuple(range(1, enh.qualities + 1)), run, entry.sha256 + (f":e{effort}" if effort else ""))
 
 
 def sface_base(model: str) -> Contender:
@@ -263,7 +265,7 @@ def _write_summaries(summaries: dict, out: Path) -> None:
 
 def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, baseline_model: str = "single-layer-v1",
         only: Optional[list[str]] = None, extra_models: tuple = (), sharp: Optional[Path] = None, sharp_limit: int = SHARP_FACES,
-        log=print) -> dict:
+        effort: int = 0, log=print) -> dict:
     pairs = read_pairs(lfw)
     crops_all, _ = aligned_crops("lfw", pairs.images)
     ref_all = reference_descriptors("lfw", crops_all)
@@ -283,8 +285,10 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
         sets.append(("sharp", np.asarray(sharp_crops), sharp_desc, sharp_key, cache_dir() / "bench-sharp"))
         log(f"sharp set: {len(files)} faces from {sharp}")
 
-    ours = (model or models.default_model().name)
-    contenders = [sface_full(ours), sface_base(ours)] + [sface_full(m) for m in extra_models]
+    model = model or models.default_model().name
+    main = sface_full(model, effort)
+    ours = main.name
+    contenders = [main, sface_base(model)] + [sface_full(m) for m in extra_models]
     try:
         contenders.append(single_layer(baseline_model))
     except Exception as e:  # a missing baseline model is reported, not fatal
@@ -309,7 +313,7 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
 
     lfw_sums, sharp_sums = summaries["lfw"], summaries.get("sharp")
     _write_summaries(lfw_sums, out)
-    baselines = [n for n in lfw_sums if n not in (ours, f"{ours}-base")]
+    baselines = [n for n in lfw_sums if n not in (ours, f"{model}-base")]
     table = bd_table(lfw_sums, ours, baselines, sharp_sums) if ours in lfw_sums else []
     result = {"images": len(pairs.images), "pairs": len(pairs.same), "limit": limit,
               "sharp_images": len(sets[1][1]) if sharp is not None else 0,
