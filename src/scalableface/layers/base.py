@@ -153,8 +153,7 @@ class BaseLayer:
         face the same whatever the batch and the thread count (layers/exact.py)."""
         import torch
 
-        from .exact import per_face
+        from .exact import per_face, to_pixels
 
-        out = per_face(self.generator, torch.from_numpy(np.asarray(descriptors, np.float32)),
-                       torch.from_numpy(np.asarray(appearances, np.float32)))
-        return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+        return to_pixels(per_face(self.generator, torch.from_numpy(np.asarray(descriptors, np.float32)),
+                                  torch.from_numpy(np.asarray(appearances, np.float32))))

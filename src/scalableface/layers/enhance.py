@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import BitstreamError, ModelError
 from . import refine
-from .exact import map_faces, per_face
+from .exact import map_faces, per_face, to_pixels
 
 MODES = ("conditional", "residual", "single")
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
@@ -324,6 +324,11 @@ class EnhancementCodec:
             gains = torch.exp(self.net64.log_gains[q])[:, None].numpy()
         return hyper, gains
 
+    def z_symbols(self, z: np.ndarray) -> np.ndarray:
+        """The hyper-latent's symbols (... x nz x h x w): round(z - median), clamped to each channel's table."""
+        channels = np.arange(self.net.nz)[:, None, None]
+        return self.z_tables.clamp(np.rint(z - self.z_medians[:, None, None]).astype(np.int64), channels)
+
     def compress(self, crops: np.ndarray, bases: np.ndarray | None, quality: int, effort: int = 0) -> list[bytes]:
         """One payload per face: N x H x W x 3 uint8 crops, their base faces (None for the
         single-layer mode), quality 1..qualities; effort > 0 searches for cheaper latents (refine.py)."""
@@ -346,7 +351,7 @@ class EnhancementCodec:
         y_hat = torch.from_numpy(np.stack([known for _, known in coded]).astype(np.float32))
         with torch.inference_mode():
             out = per_face(lambda y1, b1: self.net.synthesise(y1, b1, self.net.contexts(b1)), y_hat, b)
-        pixels = ((out * 255 + 0.5).clamp(0, 255).floor() / 255 - x) ** 2
+        pixels = (torch.from_numpy(to_pixels(out)).permute(0, 3, 1, 2) / 255 - x) ** 2
         bpp = np.array([8 * len(p) for p, _ in coded]) / (x.shape[2] * x.shape[3])
         return self.lambda_of(quality) * 255 ** 2 * pixels.flatten(1).mean(1).double().numpy() + bpp, [p for p, _ in coded]
 
@@ -368,8 +373,7 @@ class EnhancementCodec:
         net = self.net
         lam = self.lambda_of(quality)
         g = torch.exp(net.log_gains[quality - 1].detach())[None, :, None, None]
-        zc = np.arange(z.shape[1])[:, None, None]
-        z_hat = self.z_tables.clamp(np.rint(z - self.z_medians[:, None, None]).astype(np.int64), zc) + self.z_medians[:, None, None]
+        z_hat = self.z_symbols(z) + self.z_medians[:, None, None]
         with torch.no_grad():
             hyper = net.hyper(torch.from_numpy(z_hat.astype(np.float32)))
             contexts = net.contexts(b)
@@ -403,15 +407,14 @@ class EnhancementCodec:
         b = _tensor(bases) if self.mode != "single" else None
         out = per_face(lambda y1, b1: self.net.synthesise(y1, b1, self.net.contexts(b1)),
                        torch.from_numpy(y_hat.astype(np.float32)), b)
-        return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+        return to_pixels(out)
 
     def encode_latent(self, y: np.ndarray, z: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
         """(payload, dequantized latent the decoder will rebuild) for one face's latent y (M x h x w)
         and hyper-latent z at `quality` (1..qualities)."""
         import constriction
 
-        zc = np.arange(z.shape[0])[:, None, None].repeat(z.shape[1], 1).repeat(z.shape[2], 2)
-        z_sym = self.z_tables.clamp(np.rint(z - self.z_medians[:, None, None]).astype(np.int64), zc)
+        z_sym = self.z_symbols(z)
         hyper, gains = self._start(z_sym, quality - 1)
         enc = constriction.stream.queue.RangeEncoder()
         for c in range(z.shape[0]):

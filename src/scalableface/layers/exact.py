@@ -43,3 +43,8 @@ def per_face(network: Callable[..., torch.Tensor], *batches: Optional[torch.Tens
     """network(*batches) computed one face at a time (map_faces), concatenated; None passes as None."""
     n = next(len(b) for b in batches if b is not None)
     return torch.cat(map_faces(lambda i: network(*(None if b is None else b[i : i + 1] for b in batches)), n))
+
+
+def to_pixels(out: torch.Tensor):
+    """N x H x W x 3 uint8 of a decoder network's output (N x 3 x H x W in [0, 1]; spec 7.5)."""
+    return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
