@@ -149,10 +149,12 @@ def encode_crops(
     if effort:
         if enh is None:
             raise SfaceError("effort searches the enhancement layer: it needs layers='full'")
-        from .layers.refine import EFFORT_ITERATIONS  # torch is loaded with the enhancement layer anyway
+        from .layers.refine import iterations  # torch is loaded with the enhancement layer anyway
 
-        if not 0 < effort < len(EFFORT_ITERATIONS):
-            raise SfaceError(f"effort must be 0..{len(EFFORT_ITERATIONS) - 1}")
+        try:
+            iterations(effort)
+        except ValueError as e:
+            raise SfaceError(str(e)) from None
     rate = base.default_rate if base_rate is None else base_rate
     # base layer: the descriptors and the appearance, and the faces a decoder will generate from them
     descriptors = base.describe(crops) if descriptors is None else descriptors
