@@ -41,6 +41,11 @@ def sharp_files(folder: Path, limit: int = SHARP_FACES) -> list[Path]:
     return spread([p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")], limit)
 
 
+def sharp_set_name(folder: Path, files: Sequence[Path]) -> str:
+    """The cache name of the aligned crops and descriptors of sharp_files(folder, ...)."""
+    return f"sharp-{folder.name}-{len(files)}"
+
+
 def _align_one(path: str, size: int) -> tuple[np.ndarray, str]:
     try:
         face = align(path, size=size, centred=True)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .. import codec as sface
 from .. import container, models, modelset
-from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files
+from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files, sharp_set_name
 from ..paths import cache_dir
 from .bdrate import bd_rate
 from .conventional import CODECS, CodedBatch, bpp
@@ -279,8 +279,9 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     sets = [("lfw", crops, encoder_desc, image_key, cache_dir() / "bench")]
     if sharp is not None:
         files = sharp_files(sharp, sharp_limit)
-        sharp_crops, _ = aligned_crops(f"sharp-{sharp.name}-{len(files)}", files)
-        sharp_desc = reference_descriptors(f"sharp-{sharp.name}-{len(files)}", sharp_crops).mean(axis=1)
+        name = sharp_set_name(sharp, files)
+        sharp_crops, _ = aligned_crops(name, files)
+        sharp_desc = reference_descriptors(name, sharp_crops).mean(axis=1)
         sharp_key = hashlib.sha256("\n".join(str(p) for p in files).encode()).hexdigest()[:16]
         sets.append(("sharp", np.asarray(sharp_crops), sharp_desc, sharp_key, cache_dir() / "bench-sharp"))
         log(f"sharp set: {len(files)} faces from {sharp}")

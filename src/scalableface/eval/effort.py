@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import codec as sface
 from .. import models
-from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files, spread
+from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files, sharp_set_name, spread
 from ..paths import data_dir
 from .bdrate import bd_rate
 from .bench import payload_bytes
@@ -39,7 +39,7 @@ def face_sets(faces: int) -> dict:
     extra = data_dir() / "utkface-extra"
     if extra.is_dir():
         files = sharp_files(extra, SHARP_FACES)
-        name = f"sharp-{extra.name}-{len(files)}"
+        name = sharp_set_name(extra, files)
         out["sharp"] = (name, aligned_crops(name, files)[0])
     sets = {}
     for key, (name, all_crops) in out.items():
