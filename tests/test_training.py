@@ -250,12 +250,12 @@ def test_the_per_pass_entropy_parameters_equal_the_dense_network():
 
 
 def test_enhancement_tables_code_far_outliers_without_clamping():
-    from scalableface.layers.enhance import scale_table
+    from scalableface.layers.enhance import SCALE_TABLE
     from scalableface.train import enhance
 
     tables = enhance.y_pmfs()
-    assert len(tables) == len(scale_table())
-    for (half, pmf), s in zip(tables, scale_table()):
+    assert len(tables) == len(SCALE_TABLE)
+    for (half, pmf), s in zip(tables, SCALE_TABLE):
         assert len(pmf) == 2 * half + 1 and half >= 6.5 * s + enhance.TAIL_REACH
         assert abs(pmf.sum() - 1) < 1e-3  # next to no mass beyond the reach
         assert pmf[half] == pmf.max()  # zero is the likeliest symbol

@@ -30,17 +30,34 @@ from . import refine
 from .exact import map_faces, per_face, to_pixels
 
 MODES = ("conditional", "residual", "single")
-SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
-
-
-def scale_table() -> np.ndarray:
-    """The standard deviations of the 64 Gaussian tables (float64, log-spaced)."""
-    return np.exp(np.linspace(np.log(SCALE_MIN), np.log(SCALE_MAX), SCALE_LEVELS))
+SCALE_LEVELS = 64
+# The standard deviations of the 64 Gaussian tables, exp(ln 0.11 + k (ln 256 - ln 0.11) / 63), as the
+# float64 values bitstream_spec.md 3.2 lists: the table choice must not depend on the machine's exp,
+# and numpy's differs in the last bit between CPUs (k = 1 on one machine here, k = 63 against libm).
+SCALE_TABLE = np.array([
+    0.11000000000000001, 0.12440410337871262, 0.14069437215874012, 0.1591177928985361,
+    0.17995369415583692, 0.20351798155585427, 0.23016792742637654, 0.26030758761831785,
+    0.2943939276393863, 0.33294375098286777, 0.37654153469608204, 0.4258482909882771,
+    0.48161158923412467, 0.5446768903224373, 0.6160003651969836, 0.6966633919390023,
+    0.787888951190402, 0.891060168498511, 1.0077412847140166, 1.1397013723869016,
+    1.2889411577389158, 1.4577233548766322, 1.64860697216033, 1.8644861108681825,
+    2.108633844405629, 2.384751843339001, 2.697026498648367, 3.0501923941179885,
+    3.4496040902074285, 3.901317307761771, 4.412180742435963, 4.989939901886986,
+    5.6433545400719245, 6.382331469143953, 7.218074762587224, 8.163255626910708,
+    9.232204517427787, 10.441128410904577, 11.808356529278063, 13.354618240009122,
+    15.103357346484879, 17.081087533615843, 19.317794357752575, 21.847389875732397,
+    24.708226805960464, 27.943680017030772, 31.602804160185094, 35.74107741637158,
+    40.42124263429875, 45.71425861248477, 51.70037594826147, 58.47035376532569,
+    66.12683576737696, 74.78590648101743, 84.57885128304754, 95.65414689699084,
+    108.17971253796196, 122.3454558368367, 138.36615214401417, 156.48470086762356,
+    176.9758082174797, 200.15015219107795, 226.3590929494899, 255.99999999999994,
+])
+SCALE_TABLE.flags.writeable = False
 
 
 def scale_indexes(scales: np.ndarray) -> np.ndarray:
     """Index of the smallest table scale >= each scale (clamped to the table)."""
-    return np.clip(np.searchsorted(scale_table(), scales, side="left"), 0, SCALE_LEVELS - 1)
+    return np.clip(np.searchsorted(SCALE_TABLE, scales, side="left"), 0, SCALE_LEVELS - 1)
 
 
 class GDN(nn.Module):
@@ -197,7 +214,7 @@ class EnhanceNet(nn.Module):
             means = anchors * means + (1 - anchors) * means2
             scales = anchors * scales + (1 - anchors) * scales2
             y_hat = anchors * y_hat + (1 - anchors) * quantize(y * g, means2 * g) / g
-        return y_hat, means * g, (scales * g).clamp_min(scale_table()[0])
+        return y_hat, means * g, (scales * g).clamp_min(SCALE_TABLE[0])
 
 
 def gaussian_likelihood(v: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from ..layers.enhance import CONTEXTS, MODES, EnhanceNet, gaussian_likelihood, scale_table
+from ..layers.enhance import CONTEXTS, MODES, SCALE_TABLE, EnhanceNet, gaussian_likelihood
 from ..entropy import FrequencyTable, pack_tables
 from ..eval.metrics import psnr
 from ..facesets import UTK_VALIDATION
@@ -139,7 +139,7 @@ def y_pmfs() -> list[tuple[int, np.ndarray]]:
     from scipy.stats import laplace, norm
 
     out = []
-    for s in scale_table():
+    for s in SCALE_TABLE:
         half = int(np.ceil(6.5 * s)) + 1 + TAIL_REACH
         k = np.arange(-half, half + 1, dtype=np.float64)
         gauss = norm.cdf((k + 0.5) / s) - norm.cdf((k - 0.5) / s)
