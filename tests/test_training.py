@@ -293,13 +293,13 @@ def test_a_run_initialised_from_a_model_file_interpolates_its_gains_to_new_lambd
     # the shape flags are the model file's, whatever the command line says
     enhance.main(["--mode", "conditional", "--n", "16", "--m", "12", "--batch", "4", "--threads", "1", "--limit", "16",
                   "--cache", str(cache), "--run", "interpolated", "--max-steps", "0", "--init-from", str(weights),
-                  "--lambdas", "0.00025,0.002,0.004"])
+                  "--lambdas", "0.00025,0.002,0.004", "--density-steps", "20"])
     model, ck = enhance.load_run(cache / "interpolated.pt")
     assert ck["args"]["lambdas"] == [0.00025, 0.002, 0.004]
     g, g0 = model.net.log_gains.detach(), source.log_gains.detach()
     # in log(lambda): 0.002 is halfway from 0.001 to 0.004, 0.00025 one whole step below 0.001
     assert torch.allclose(g, torch.stack([2 * g0[1] - g0[2], (g0[1] + g0[2]) / 2, g0[2]]))
-    assert torch.equal(model.net.analysis[0].weight, source.analysis[0].weight)
+    assert torch.equal(model.net.analysis[0].weight, source.analysis[0].weight)  # the density fit moves no weight
 
     # from a run's checkpoint the hyper-latent's density comes along too
     with torch.no_grad():
@@ -313,6 +313,19 @@ def test_a_run_initialised_from_a_model_file_interpolates_its_gains_to_new_lambd
     assert torch.allclose(again.net.log_gains, torch.stack([g[1], 2 * g[2] - g[1]]))
 
 
+def test_a_fresh_density_is_fitted_with_the_network_frozen(cache):
+    from scalableface.train import enhance
+
+    torch.manual_seed(0)
+    model = enhance.EnhanceTrainer("residual", qualities=2, n=8, m=8)
+    crops = np.load(cache / "utk_crops.npy")[:16]
+    data = enhance.patches(crops, crops, 4, torch.Generator().manual_seed(0), 16, 2)
+    weights = {k: v.clone() for k, v in model.net.state_dict().items()}
+    before, after = enhance.fit_density(model, data, 60)
+    assert after < 0.5 * before  # a fresh density prices z far too high
+    assert all(torch.equal(v, weights[k]) for k, v in model.net.state_dict().items())
+
+
 def test_a_run_initialised_from_an_installed_model_follows_its_extends_chain(cache):
     from scalableface import models
     from scalableface.train import enhance
@@ -320,7 +333,7 @@ def test_a_run_initialised_from_an_installed_model_follows_its_extends_chain(cac
     entry = models.find("sface-v5")
     assert entry.extends  # its main network's weights are in the model it extends
     enhance.main(["--batch", "2", "--threads", "1", "--limit", "4", "--cache", str(cache), "--run", "from_installed",
-                  "--max-steps", "0", "--init-from", "sface-v5", "--lambdas", "0.01,0.1"])
+                  "--max-steps", "0", "--init-from", "sface-v5", "--lambdas", "0.01,0.1", "--density-steps", "0"])
     model, ck = enhance.load_run(cache / "from_installed.pt")
     tensors, config = models.load(entry)
     assert (ck["args"]["mode"], ck["args"]["m"], ck["args"]["stages"]) == ("residual", config["enhancement"]["m"], 3)
