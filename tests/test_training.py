@@ -117,7 +117,7 @@ def test_texture_training_can_start_from_a_model_file(cache, tmp_path):
 
 
 @pytest.mark.parametrize("mode,shape", [("conditional", []), ("single", []),
-                                        ("residual", ["--stages", "3", "--context", "checkerboard"])])
+                                        ("residual", ["--stages", "3", "--context", "checkerboard", "--balance"])])
 def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, shape, capsys):
     from scalableface.layers.enhance import load_enhancement
     from scalableface.train import enhance
@@ -324,6 +324,23 @@ def test_a_fresh_density_is_fitted_with_the_network_frozen(cache):
     before, after = enhance.fit_density(model, data, 60)
     assert after < 0.5 * before  # a fresh density prices z far too high
     assert all(torch.equal(v, weights[k]) for k, v in model.net.state_dict().items())
+
+
+def test_balanced_losses_give_every_lambda_the_same_weighted_size():
+    from scalableface.train.enhance import LossBalance
+
+    balance = LossBalance(3, decay=0.9)
+    q = torch.tensor([0, 1, 2, 2])
+    assert torch.equal(balance.weights(q), torch.ones(4))  # nothing seen yet: a plain mean
+    for _ in range(50):
+        balance.update(q, torch.tensor([1.0, 2.0, 4.0, 6.0]))
+    weighted = torch.tensor([1.0, 2.0, 5.0]) * balance.weights(torch.arange(3))
+    # each lambda's weighted loss is the mean loss over lambdas, so the loss keeps its size
+    assert torch.allclose(weighted, torch.full((3,), 8 / 3))
+    # a quality not seen yet is weighted as an average one
+    half = LossBalance(3)
+    half.update(torch.tensor([0, 1]), torch.tensor([1.0, 3.0]))
+    assert torch.allclose(half.weights(torch.arange(3)), torch.tensor([2.0, 2 / 3, 1.0]))
 
 
 def test_a_run_initialised_from_an_installed_model_follows_its_extends_chain(cache):

@@ -61,10 +61,40 @@ class EnhanceTrainer(nn.Module):
 
 
 def rd_loss(out: torch.Tensor, x: torch.Tensor, bits: torch.Tensor, lambdas: torch.Tensor) -> torch.Tensor:
-    """The batch's mean of lambda * 255^2 * MSE + bits per pixel (CompressAI's convention), each
-    patch at its own lambda."""
+    """The batch's mean of per_patch_loss."""
+    return per_patch_loss(out, x, bits, lambdas).mean()
+
+
+def per_patch_loss(out: torch.Tensor, x: torch.Tensor, bits: torch.Tensor, lambdas: torch.Tensor) -> torch.Tensor:
+    """lambda * 255^2 * MSE + bits per pixel (CompressAI's convention), each patch at its own lambda."""
     mse = ((out - x) ** 2).flatten(1).mean(1)
-    return (lambdas * 255 ** 2 * mse + bits / (x.shape[2] * x.shape[3])).mean()
+    return lambdas * 255 ** 2 * mse + bits / (x.shape[2] * x.shape[3])
+
+
+class LossBalance:
+    """Per-lambda loss weights that give every trained lambda the same pull on the shared transforms.
+
+    A top lambda's rate-distortion loss is several times a low one's (about 5x between k = 10 and
+    k = 3), so in a plain batch mean the top qualities steer the transforms and the low ones pay
+    (run enhance_v6m, sface-v5.md). Scaling a lambda's loss leaves that lambda's own optimum where
+    it was; it only changes how the shared weights trade one quality against another. The weight
+    is mean(ema) / ema_q, ema_q the running mean of quality q's loss, so the loss keeps its usual
+    size (and the learning rate its meaning); the averages restart on resume and settle in ~100 steps."""
+
+    def __init__(self, qualities: int, decay: float = 0.99):
+        self.ema = torch.full((qualities,), float("nan"))
+        self.decay = decay
+
+    def weights(self, q: torch.Tensor) -> torch.Tensor:
+        ema = torch.where(torch.isnan(self.ema), torch.nanmean(self.ema), self.ema)
+        w = ema.mean() / ema
+        return torch.ones(len(q)) if torch.isnan(w).any() else w[q]
+
+    def update(self, q: torch.Tensor, losses: torch.Tensor) -> None:
+        for k in q.unique().tolist():
+            mean = float(losses[q == k].mean())
+            old = self.ema[k]
+            self.ema[k] = mean if torch.isnan(old) else self.decay * old + (1 - self.decay) * mean
 
 
 def base_faces(name: str, crops: np.ndarray, descriptors: np.ndarray, cache: Path, rate: int | None = None,
@@ -282,6 +312,9 @@ def main(argv=None):
                     help="with --extend-from: qualities below its lowest, lambdas continuing its progression, "
                          "gains extrapolated to start")
     ap.add_argument("--add-high", type=int, default=0, help="with --extend-from: qualities above its highest")
+    ap.add_argument("--balance", action="store_true",
+                    help="weight each lambda's loss by the inverse of its running mean, so that the top "
+                         "qualities' larger losses do not steer the shared transforms (LossBalance)")
     ap.add_argument("--compile", action="store_true",
                     help="run the training steps through torch.compile (about 10%% faster per step after about "
                          "2 minutes of compiling: python -m scalableface.train.step_speed)")
@@ -348,12 +381,16 @@ def main(argv=None):
               "z bits per patch", flush=True)
 
     forward = torch.compile(model) if args.compile else model
+    balance = LossBalance(len(args.lambdas)) if args.balance else None
 
     def one_step(step: int):
         x, b, q = next(data)
         out, bits = forward(x, None if args.mode == "single" else b, q)
-        loss = rd_loss(out, x, bits, lambdas[q])
-        return loss, {"loss": round(float(loss.detach()), 4)}
+        losses = per_patch_loss(out, x, bits, lambdas[q])
+        loss = losses.mean() if balance is None else (losses * balance.weights(q)).mean()
+        if balance is not None:
+            balance.update(q, losses.detach())
+        return loss, {"loss": round(float(losses.detach().mean()), 4)}
 
     # the checkpoint keeps the keys every run so far wrote ("model", "opt", "aux_opt", "step", "args"):
     # runs in progress resume from it
