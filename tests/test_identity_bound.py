@@ -28,3 +28,33 @@ def test_the_encoder_side_search_never_costs_more_than_the_plain_code():
     assert (cost(searched) <= cost(plain) + 1e-9).all() and (cost(searched) < cost(plain)).any()
     for j, t in enumerate(codec.tables):
         assert t.offset <= searched[:, j].min() and searched[:, j].max() < t.offset + len(t.freqs)
+
+
+def test_the_water_level_spends_the_bits_asked_for():
+    from scalableface.eval.identity_bound import water_level
+
+    lam = np.array([2.0, 1.0, 0.3, 0.01])
+    for bits in (0.5, 3.0, 12.0):
+        theta = water_level(lam, bits)
+        assert np.isclose(gaussian_bits(lam, np.minimum(lam, theta).sum()), bits, rtol=1e-6)
+
+
+def test_the_gaussian_test_channel_has_the_error_of_its_rate():
+    from scalableface.eval.identity_bound import test_channel, water_level
+
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    lam = np.array([1.0, 0.5, 0.2, 0.1, 0.02, 0.001])
+    cov = basis @ np.diag(lam) @ basis.T
+    mean = np.arange(6.0)
+    x = rng.multivariate_normal(mean, cov, size=40_000)
+    bits = 6.0
+    decoded = test_channel(x, mean, cov, bits, np.random.default_rng(1))
+    distortion = np.minimum(lam, water_level(lam, bits)).sum()
+    # the backward channel of reverse water-filling: mean squared error D(R), and decoded values
+    # carry none of the error (it is orthogonal to them)
+    assert np.isclose(((decoded - x) ** 2).sum(axis=1).mean(), distortion, rtol=0.03)
+    assert abs(np.mean(((decoded - mean) * (x - decoded)).sum(axis=1))) < 0.03 * distortion
+    # more bits, less error
+    finer = test_channel(x, mean, cov, 12.0, np.random.default_rng(1))
+    assert ((finer - x) ** 2).sum(axis=1).mean() < 0.5 * distortion

@@ -17,6 +17,9 @@ would need at best; the descriptors can be coded below it only through structure
 covariance, which is what the learned transform is for. D is not the whole story for verification:
 an error that scales every descriptor alike costs D and no accuracy, so codecs of equal D can differ
 in accuracy (compare the points).
+
+`test_channel` is the backward channel that attains that bound (eval.identity_channel measures the
+accuracy it keeps at a given size).
 """
 
 from __future__ import annotations
@@ -45,6 +48,35 @@ def gaussian_bits(eigenvalues: np.ndarray, distortion: float) -> float:
         theta = (lo + hi) / 2
         lo, hi = (theta, hi) if np.minimum(lam, theta).sum() < distortion else (lo, theta)
     return float(np.maximum(0.0, 0.5 * np.log2(lam / theta)).sum())
+
+
+def water_level(eigenvalues: np.ndarray, bits: float) -> float:
+    """The theta at which reverse water-filling over these eigenvalues spends `bits` (gaussian_bits'
+    inverse): sum of max(0, log2(lambda / theta) / 2) = bits."""
+    lam = np.asarray(eigenvalues, np.float64)
+    lam = lam[lam > 0]
+    # bits falls as theta rises; at lo the top eigenvalue alone spends more than `bits`, at hi nothing is
+    # spent. Bisected on log(theta), as theta spans orders of magnitude.
+    hi = float(lam.max())
+    lo = hi * 2.0 ** (-2 * bits - 1)
+    for _ in range(200):
+        theta = np.sqrt(lo * hi)
+        lo, hi = (theta, hi) if np.maximum(0.0, 0.5 * np.log2(lam / theta)).sum() > bits else (lo, theta)
+    return float(np.sqrt(lo * hi))
+
+
+def test_channel(descriptors: np.ndarray, mean: np.ndarray, covariance: np.ndarray, bits: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """The descriptors after the backward channel that attains the Gaussian R(D) at `bits` per face
+    (see the module's docstring): one random draw of what an ideal code of that size decodes to."""
+    lam, vectors = np.linalg.eigh(np.asarray(covariance, np.float64))
+    lam = np.maximum(lam, 0.0)
+    theta = water_level(lam, bits)
+    d = np.minimum(lam, theta)
+    gain = np.where(lam > 0, 1 - d / np.where(lam > 0, lam, 1), 0.0)
+    z = (np.asarray(descriptors, np.float64) - mean) @ vectors
+    z_hat = gain * z + rng.standard_normal(z.shape) * np.sqrt(gain * d)
+    return (z_hat @ vectors.T + mean).astype(np.float32)
 
 
 def measure(codec: IdentityCodec, descriptors: np.ndarray, pairs, eigenvalues: np.ndarray) -> dict:
