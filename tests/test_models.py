@@ -80,3 +80,11 @@ def test_a_missing_or_circular_parent_is_a_model_error(model_dir):
         models.load(models.find("a"))
     with pytest.raises(ModelError, match="extends itself"):
         models.base_of(models.find("a"))
+
+
+def test_float16_tensors_are_widened_exactly_to_float32(model_dir):
+    half = np.array([0.1, -2.5, 65504.0, 6e-8], dtype=np.float16)
+    _add_model(model_dir, "halved", {"w": half, "t": np.arange(3, dtype=np.int32)}, {}, extends="tiny-test")
+    tensors, _ = models.load(models.find("halved"))
+    assert tensors["w"].dtype == np.float32 and np.array_equal(tensors["w"], half.astype(np.float32))
+    assert tensors["t"].dtype == np.int32 and tensors["x"].dtype == np.float32

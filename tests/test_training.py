@@ -159,6 +159,9 @@ def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, sh
         result = json.loads(capsys.readouterr().out)
         assert result["step"] == 4 and result["faces"] == 2 and len(result["points"]) == net.qualities
         assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in result["points"])
+        validate.main(["--checkpoint", str(cache / f"{run}.pt"), "--faces", "2", "--cache", str(cache), "--min-quality", "2"])
+        upper = json.loads(capsys.readouterr().out)["points"]
+        assert [p["quality"] for p in upper] == list(range(2, net.qualities + 1)) and upper == result["points"][1:]
 
 
 def test_a_run_extended_with_more_qualities_starts_from_the_source_weights(cache):
@@ -444,3 +447,35 @@ def test_a_low_tier_model_renumbers_the_qualities_of_the_codec_it_extends(cache,
     assert own_config["enhancement"]["lambdas"] == [None] + list(enhance.LAMBDAS)
     codec = modelset.load("tiny-self").enhancement
     assert isinstance(codec, TieredEnhancement) and (codec.low.qualities, codec.qualities) == (2, len(enhance.LAMBDAS) + 1)
+
+
+def test_a_float16_export_stores_the_network_in_half_and_codes_with_its_widened_weights(cache, tmp_path, monkeypatch):
+    from safetensors.numpy import load_file
+
+    from scalableface import models, modelset
+    from scalableface.train import enhance, export_enhancement
+
+    enhance.main(["--mode", "residual", "--n", "8", "--m", "8", "--batch", "4", "--threads", "1", "--limit", "16",
+                  "--cache", str(cache), "--max-steps", "1", "--save-every", "1", "--run", "half_main", "--stages", "3",
+                  "--context", "checkerboard"])
+    export = ["--mode", "residual", "--out", str(tmp_path), "--checkpoint", str(cache / "half_main.pt"),
+              "--extends", "sface-base-v1"]
+    export_enhancement.main(export + ["--name", "tiny-full"])
+    export_enhancement.main(export + ["--name", "tiny-half", "--float16"])
+    full, half = load_file(tmp_path / "tiny-full.safetensors"), load_file(tmp_path / "tiny-half.safetensors")
+    assert set(full) == set(half)
+    for k, v in half.items():
+        if ".net." in k:
+            assert v.dtype == np.float16 and np.array_equal(v, full[k].astype(np.float16))
+        else:
+            assert v.dtype == full[k].dtype and np.array_equal(v, full[k])
+
+    monkeypatch.setenv("SFACE_MODELS", str(tmp_path))
+    tensors, _ = models.load(models.find("tiny-half"))
+    assert all(v.dtype != np.float16 for v in tensors.values())
+    codec = modelset.load("tiny-half").enhancement
+    crops = np.load(cache / "utk_crops.npy")[:2]
+    bases = np.load(cache / "utk_base_r3.npy")[:2]
+    payloads = codec.compress(crops, bases, 3)
+    decoded = codec.decompress(payloads, [3, 3], bases)
+    assert decoded.shape == crops.shape and decoded.dtype == np.uint8

@@ -111,7 +111,8 @@ def load_model(models_dir: Path, model_id: bytes) -> tuple[dict, dict]:
             raise SpecError(f"{path} does not match its hash")
         header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
         config = json.loads(header.get("__metadata__", {}).get("config", "{}"))
-        tensors = load_file(path)
+        # section 4: a float16 tensor is widened to float32 before any use
+        tensors = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in load_file(path).items()}
         if entry.get("extends"):
             parent_tensors, parent_config = load(by_name[entry["extends"]])
             return parent_tensors | tensors, parent_config | config

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from .errors import ModelError
 
 MANIFEST = "MANIFEST.json"
@@ -147,6 +149,9 @@ def load_weights(path: Path, sha256: str) -> tuple[dict, dict]:
     except Exception as e:  # safetensors raises its own SafetensorError, json ValueError, ...
         raise ModelError(f"model weights {path} match their recorded hash but are not a valid safetensors "
                          f"model file ({type(e).__name__}: {e})") from None
+    # float16 storage halves a network's file; widening to float32 is exact, so the model computes
+    # with the same values whichever the file held
+    tensors = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in tensors.items()}
     return tensors, config
 
 

@@ -71,6 +71,12 @@ def low_network(name: str, qualities: int) -> tuple[dict, dict]:
     return {k: v for k, v in tensors.items() if k.startswith(f"{LOW_TIER}.")}, {LOW_TIER: config[LOW_TIER]}
 
 
+def halve_networks(tensors: dict) -> dict:
+    """The networks' float32 weights (<prefix>.net.*) stored as float16: half the file. The entropy
+    tables stay as they are; the loader widens the weights back to float32 exactly."""
+    return {k: v.astype(np.float16) if ".net." in k and v.dtype == np.float32 else v for k, v in tensors.items()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=("conditional", "residual", "single"), required=True)
@@ -97,6 +103,8 @@ def main(argv=None):
     ap.add_argument("--low-from", default=None, metavar="MODEL",
                     help="without --low-tier: copy this installed codec's low-quality network (enhancement_low.*) "
                          "into the new one, which codes qualities 1..K with it and the rest with the run")
+    ap.add_argument("--float16", action="store_true",
+                    help="store the networks' weights as float16 (half the file; validate the exported model)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: <cache>/enhance_<mode>.pt (see train.enhance --run)")
     ap.add_argument("--out", type=Path, default=REPO_MODELS)
     args = ap.parse_args(argv)
@@ -107,6 +115,10 @@ def main(argv=None):
     if args.low_from and args.low_tier:
         ap.error("--low-from gives a main network a low-quality one; it does not go with --low-tier")
 
+    def write(tensors: dict, config: dict) -> None:
+        install(halve_networks(tensors) if args.float16 else tensors, config, args.name, args.summary, args.out,
+                args.kind, args.extends)
+
     model, ck = load_run(args.checkpoint or cache_dir() / f"enhance_{args.mode}.pt")
     lambdas = select_qualities(model, ck["args"]["lambdas"], args.extra_low, args.extra_high, args.skip, args.keep)
     shape = layer_config(model, ck["args"]) | {"lambdas": lambdas, "steps": ck["step"]}
@@ -115,13 +127,13 @@ def main(argv=None):
         if args.low_from:
             low_tensors, low_config = low_network(args.low_from, shape["qualities"])
             tensors, config = tensors | low_tensors, config | low_config
-        install(tensors, config, args.name, args.summary, args.out, args.kind, args.extends)
+        write(tensors, config)
         return
     tensors, config = export_enhancement(model, LOW_TIER), {LOW_TIER: shape}
     if args.main_checkpoint:  # else the extended codec's qualities and default stay as they are
         main_tensors, main_config = main_gains(args.main_checkpoint, args.extends, args.main_extra_high, args.default_quality)
         tensors, config = tensors | main_tensors, config | main_config
-    install(tensors, config, args.name, args.summary, args.out, args.kind, args.extends)
+    write(tensors, config)
 
 
 if __name__ == "__main__":

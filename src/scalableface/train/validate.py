@@ -2,6 +2,7 @@
 
     python -m scalableface.train.validate --model sface-v2
     python -m scalableface.train.validate --checkpoint ~/.cache/scalableface/enhance_v3.pt [--against sface-v2]
+    python -m scalableface.train.validate --model sface-v6 --against sface-v5 --min-quality 8
 
 Unlike the training log (estimated bits, noisy rounding), this writes real payloads through the
 model's integer tables and decodes them, on the first --faces of the UTK_VALIDATION held-out crops and
@@ -40,11 +41,11 @@ def codec_of_model(name: str):
     return load_enhancement(*models.load(models.find(name)))
 
 
-def curve(codec, crops: np.ndarray, bases: np.ndarray) -> list[dict]:
-    """One point per quality: mean payload bpp and mean PSNR-RGB of the decoded crops."""
+def curve(codec, crops: np.ndarray, bases: np.ndarray, first: int = 1) -> list[dict]:
+    """One point per quality from `first` up: mean payload bpp and mean PSNR-RGB of the decoded crops."""
     out = []
     pixels = crops.shape[1] * crops.shape[2]
-    for q in range(1, codec.qualities + 1):
+    for q in range(first, codec.qualities + 1):
         payloads = codec.compress(crops, bases if codec.mode != "single" else None, q)
         decoded = codec.decompress(payloads, [q] * len(payloads), bases)
         mse = ((decoded.astype(np.float64) - crops) ** 2).reshape(len(crops), -1).mean(1)
@@ -59,6 +60,8 @@ def main(argv=None):
     which.add_argument("--checkpoint", type=Path, help="a train.enhance checkpoint")
     which.add_argument("--model", help="an installed model with an enhancement layer")
     ap.add_argument("--against", default=None, help="an installed model to compute the BD-rate against")
+    ap.add_argument("--min-quality", type=int, default=1,
+                    help="measure qualities from this one up (two models sharing a low-quality network differ above it)")
     ap.add_argument("--faces", type=int, default=64, help="how many of the held-out crops")
     ap.add_argument("--cache", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -72,9 +75,9 @@ def main(argv=None):
     else:
         codec, result = codec_of_model(args.model), {"model": args.model}
     result["faces"] = len(crops)
-    result["points"] = curve(codec, crops, bases)
+    result["points"] = curve(codec, crops, bases, args.min_quality)
     if args.against:
-        ref = curve(codec_of_model(args.against), crops, bases)
+        ref = curve(codec_of_model(args.against), crops, bases, args.min_quality)
         result["against"] = {"model": args.against, "points": ref, "bd_rate_psnr": bd_rate(
             [p["bpp"] for p in ref], [p["psnr"] for p in ref],
             [p["bpp"] for p in result["points"]], [p["psnr"] for p in result["points"]])}
