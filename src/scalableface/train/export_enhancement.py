@@ -5,7 +5,7 @@
     python -m scalableface.train.export_enhancement --mode residual --checkpoint LOW.pt --name sface-v5 \
         --extends sface-v4 --low-tier --skip 2 --keep 7 --main-checkpoint V4.pt --main-extra-high 2 --default-quality 8
     python -m scalableface.train.export_enhancement --mode residual --checkpoint MAIN.pt --name sface-v6 \
-        --extends sface-base-v1 --low-from sface-v5 --extra-low 6 --default-quality 8
+        --extends sface-v5 --extra-low 7 --default-quality 8 --float16
 
 A codec that extends a base model holds only the enhancement tensors and names the base model in
 the manifest (models.load merges the two, each checked against its own hash), so the base weights
@@ -13,7 +13,9 @@ are stored once. With --low-tier the run becomes the low-quality network (enhanc
 codec it extends, whose network is stored once too: only its gains are written again (from
 --main-checkpoint, the run it was exported from, checked against it), so that its qualities can be
 renumbered around the new network's. With --low-from a new main network takes another codec's
-low-quality network with it (copied, so that the codec it came from can be retired). The single-layer baseline is installed as kind "baseline": never a default codec.
+low-quality network with it (copied, so that the codec it came from can be retired). A new main network may instead extend the codec
+whose low-quality network it keeps (its own tensors win). --float16 stores the networks' weights
+in half precision (validate the exported model). The single-layer baseline is installed as kind "baseline": never a default codec.
 """
 
 from __future__ import annotations
