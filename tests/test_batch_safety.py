@@ -109,11 +109,17 @@ def test_collisions_are_refused_before_any_work(tmp_path):
 
 
 def test_interrupted_batches_resume_to_the_same_bytes(crop_folder, tmp_path):
-    args = ["encode", "--aligned", str(crop_folder), "--layers", "identity", "-j", "2", "--out-dir"]
+    # enough work (96 full-layer files) that the batch is still running when its first file appears
+    # on an idle machine: 24 identity-only files could all be written before the signal
+    folder, n = tmp_path / "crops", 96
+    folder.mkdir()
+    for i in range(n):
+        shutil.copyfile(crop_folder / f"{i % 24:02d}.png", folder / f"{i:03d}.png")
+    args = ["encode", "--aligned", str(folder), "--layers", "full", "-j", "2", "--out-dir"]
     r = sface(*args, str(tmp_path / "ref"))
     assert r.returncode == 0, r.stderr
     reference = _tree(tmp_path / "ref")
-    assert len(reference) == 24
+    assert len(reference) == n
     for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         out = tmp_path / sig.name
         p = subprocess.Popen([sys.executable, "-m", "scalableface", *args, str(out)],
@@ -128,12 +134,12 @@ def test_interrupted_batches_resume_to_the_same_bytes(crop_folder, tmp_path):
         assert b"Traceback" not in err
         time.sleep(0.3)  # workers that outlived their parent would still be writing now
         partial = _tree(out)
-        assert 0 < len(partial) < 24 and not list(out.glob(".*.part"))
+        assert 0 < len(partial) < n and not list(out.glob(".*.part"))
         assert partial == _tree(out)
         r = sface(*args, str(out), "--skip-existing", "--json")
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout)
-        assert report["skipped"] == len(partial) and report["done"] == 24 - len(partial)
+        assert report["skipped"] == len(partial) and report["done"] == n - len(partial)
         assert _tree(out) == reference
 
 
