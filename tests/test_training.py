@@ -359,6 +359,16 @@ def test_a_run_initialised_from_an_installed_model_follows_its_extends_chain(cac
     assert (ck["args"]["mode"], ck["args"]["m"], ck["args"]["stages"]) == ("residual", config["enhancement"]["m"], 3)
     assert np.array_equal(model.net.analysis[0].weight.detach().numpy(), tensors["enhancement.net.analysis.0.weight"])
 
+    # or from its low-quality network, a shape of its own
+    enhance.main(["--batch", "2", "--threads", "1", "--limit", "4", "--cache", str(cache), "--run", "from_low",
+                  "--max-steps", "0", "--init-from", "sface-v5", "--init-network", "low", "--lambdas", "0.001,0.01",
+                  "--density-steps", "0"])
+    low, ck = enhance.load_run(cache / "from_low.pt")
+    assert (ck["args"]["m"], ck["args"]["stages"]) == (config["enhancement_low"]["m"], config["enhancement_low"]["stages"])
+    assert np.array_equal(low.net.analysis[0].weight.detach().numpy(), tensors["enhancement_low.net.analysis.0.weight"])
+    with pytest.raises(SystemExit, match="no network enhancement_low"):
+        enhance.initial_weights("sface-v4", "enhancement_low")
+
 
 def test_a_low_tier_network_codes_the_low_qualities_and_the_main_one_the_rest(cache, tmp_path):
     from scalableface.layers.enhance import LOW_TIER, EnhancementCodec, TieredEnhancement, load_enhancement

@@ -21,7 +21,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from ..layers.enhance import CONTEXTS, MODES, SCALE_TABLE, EnhanceNet, gaussian_likelihood
+from ..layers.enhance import CONTEXTS, LOW_TIER, MODES, SCALE_TABLE, EnhanceNet, gaussian_likelihood
 from ..entropy import FrequencyTable, pack_tables
 from ..eval.metrics import psnr
 from ..facesets import UTK_VALIDATION
@@ -225,10 +225,11 @@ def extended_lambdas(lambdas: list[float], low: int, high: int) -> list[float]:
             + [round(lambdas[-1] * up ** k, 7) for k in range(1, high + 1)])
 
 
-def initial_weights(source: str) -> tuple[dict, dict]:
+def initial_weights(source: str, network: str = "enhancement") -> tuple[dict, dict]:
     """(trainer state, config: shape and the lambdas its gains were trained at) to start a run from: a
     run's checkpoint (.pt: the hyper-latent's density included), an installed model (by name, its
-    extends chain followed) or a model file (their main network only: the density starts fresh)."""
+    extends chain followed) or a model file (their `network`, the main one or LOW_TIER: the density
+    starts fresh)."""
     from .. import models
 
     if source.endswith(".pt"):
@@ -243,8 +244,10 @@ def initial_weights(source: str) -> tuple[dict, dict]:
     else:
         arrays, config = models.load(models.find(source))
         tensors = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
-    state = {k[len("enhancement."):]: v for k, v in tensors.items() if k.startswith("enhancement.net.")}
-    return state, config["enhancement"]
+    if network not in config:
+        raise SystemExit(f"{source} has no network {network}")
+    state = {"net." + k[len(f"{network}.net."):]: v for k, v in tensors.items() if k.startswith(f"{network}.net.")}
+    return state, config[network]
 
 
 def fit_density(model: EnhanceTrainer, data, steps: int, lr: float = 1e-2) -> tuple[float, float]:
@@ -300,6 +303,9 @@ def main(argv=None):
                          "an installed model (or model file): its shape "
                          "(the shape flags are ignored), its weights, its gains interpolated to --lambdas from "
                          "the lambdas it was trained at")
+    ap.add_argument("--init-network", choices=("main", "low"), default="main",
+                    help="with --init-from an installed model or model file: its main network or its "
+                         "low-quality one (enhancement_low)")
     ap.add_argument("--density-steps", type=int, default=300,
                     help="with --init-from a model file: steps fitting the hyper-latent's fresh density alone, "
                          "the network frozen, before training starts")
@@ -349,7 +355,7 @@ def main(argv=None):
     else:
         args.lambdas = [float(v) for v in args.lambdas.split(",")] if args.lambdas else list(LAMBDAS)
         if args.init_from:  # and a new run's shape is its source's
-            init = initial_weights(args.init_from)
+            init = initial_weights(args.init_from, LOW_TIER if args.init_network == "low" else "enhancement")
             for k in ("mode", "n", "m", "stages", "context"):
                 setattr(args, k, init[1].get(k, getattr(args, k)))
     extending = not ckpt.exists() and args.extend_from
