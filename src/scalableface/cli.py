@@ -191,7 +191,7 @@ def batch_options(f):
 @click.option("--layers", type=click.Choice(["identity", "base", "full"]), default="full", show_default=True,
               help="Layers to write: identity (~10 bytes), base (+ appearance, ~30 bytes), full (+ enhancement).")
 @click.option("-q", "--quality", type=click.IntRange(1, 15), default=None,
-              help="Enhancement quality, 1 (smallest) to the model's highest (15 for sface-v6, sface-v5 and sface-v4, 9 for sface-v2); default: the model's (8 for sface-v6 and sface-v5, 9 for sface-v4, 5 for sface-v2).")
+              help="Enhancement quality, 1 (smallest) to the model's highest (15 for sface-v7, sface-v5 and sface-v4, 9 for sface-v2); default: the model's (8 for sface-v7 and sface-v5, 9 for sface-v4, 5 for sface-v2).")
 @click.option("--effort", type=click.IntRange(0, 2), default=0, show_default=True,
               help="Search longer for a cheaper enhancement layer: 0 is the fast encoder; 1 and 2 take seconds "
                    "per face for a few percent fewer bytes at the same quality (README, \"Encode effort\"). "

@@ -4,8 +4,8 @@
     python -m scalableface.train.export_enhancement --mode single --name single-layer-v1 --kind baseline
     python -m scalableface.train.export_enhancement --mode residual --checkpoint LOW.pt --name sface-v5 \
         --extends sface-v4 --low-tier --skip 2 --keep 7 --main-checkpoint V4.pt --main-extra-high 2 --default-quality 8
-    python -m scalableface.train.export_enhancement --mode residual --checkpoint MAIN.pt --name sface-v6 \
-        --extends sface-v5 --extra-low 7 --default-quality 8 --float16
+    python -m scalableface.train.export_enhancement --mode residual --checkpoint LOW.pt --name sface-v7 \
+        --extends sface-v5 --low-tier --keep 9 --float16
 
 A codec that extends a base model holds only the enhancement tensors and names the base model in
 the manifest (models.load merges the two, each checked against its own hash), so the base weights

@@ -2,7 +2,7 @@
 
     python -m scalableface.train.validate --model sface-v2
     python -m scalableface.train.validate --checkpoint ~/.cache/scalableface/enhance_v3.pt [--against sface-v2]
-    python -m scalableface.train.validate --model sface-v6 --against sface-v5 --min-quality 8
+    python -m scalableface.train.validate --model sface-v7 --against sface-v5
 
 Unlike the training log (estimated bits, noisy rounding), this writes real payloads through the
 model's integer tables and decodes them, on the first --faces of the UTK_VALIDATION held-out crops and
