@@ -32,12 +32,12 @@ def cost(data: bytes, crop: np.ndarray, lam: float) -> float:
     return lam * 255 ** 2 * mse + 8 * len(payload) / crop.shape[0] / crop.shape[1]
 
 
-def test_effort_1_decodes_and_never_costs_more_than_the_plain_encoder(crop, enh):
+def test_the_default_effort_decodes_and_never_costs_more_than_the_plain_encoder(crop, enh):
     plain_total = searched_total = 0.0
     low = getattr(enh, "low", None)
     # the ends, the default, and each network's end where the model has two (a search takes seconds)
     for q in sorted({1, enh.default_quality, enh.qualities} | ({low.qualities, low.qualities + 1} if low else set())):
-        plain, searched = (codec.encode_crops(crop[None], quality=q, effort=e)[0] for e in (0, 1))
+        plain, searched = codec.encode_crops(crop[None], quality=q, effort=0)[0], codec.encode_crops(crop[None], quality=q)[0]
         p, s = container.parse(plain), container.parse(searched)
         assert s.header == p.header
         assert [l.payload for l in s.layers[:2]] == [l.payload for l in p.layers[:2]]  # the base layer is untouched
@@ -48,31 +48,49 @@ def test_effort_1_decodes_and_never_costs_more_than_the_plain_encoder(crop, enh)
     assert searched_total < 0.99 * plain_total  # and the search does find cheaper codes
 
 
-def test_effort_2_and_the_search_is_deterministic(crop, enh):
+def test_the_default_is_effort_1_and_the_longer_searches_are_deterministic(crop, enh):
     q = enh.default_quality
     lam = enh.network(q).lambda_of(q)
-    assert codec.encode_crops(crop[None], quality=2, effort=1) == codec.encode_crops(crop[None], quality=2, effort=1)
-    searched = codec.encode_crops(crop[None], quality=q, effort=2)[0]
-    assert cost(searched, crop, lam) <= cost(codec.encode_crops(crop[None], quality=q)[0], crop, lam)
+    assert refine.DEFAULT_EFFORT == 1
+    assert codec.encode_crops(crop[None], quality=2) == codec.encode_crops(crop[None], quality=2, effort=1)
+    assert codec.encode_crops(crop[None], quality=2, effort=2) == codec.encode_crops(crop[None], quality=2, effort=2)
+    plain = cost(codec.encode_crops(crop[None], quality=q, effort=0)[0], crop, lam)
+    assert cost(codec.encode_crops(crop[None], quality=q, effort=2)[0], crop, lam) <= plain
+    # an encoder that writes only the base layer has nothing to search: the default effort does not refuse it
+    assert container.parse(codec.encode_crops(crop[None], layers="base")[0]).layer(LayerType.ENHANCEMENT) is None
+
+
+def test_levels_search_longer_and_their_signatures_differ():
+    levels = [refine.search(e) for e in range(len(refine.EFFORT_SEARCH))]
+    assert levels[0] == (0, 0) and all(a[0] < b[0] for a, b in zip(levels, levels[1:]))
+    assert len({refine.signature(e) for e in range(len(levels))}) == len(levels)
+
+
+def test_a_face_gets_the_same_search_noise_in_any_batch():
+    gens = lambda n: [torch.Generator().manual_seed(0) for _ in range(n)]  # noqa: E731
+    r = torch.rand(3, 4, 5, 5, generator=torch.Generator().manual_seed(1)) * 6
+    together = refine.annealed_rounding(r, 0.3, gens(3))
+    alone = refine.annealed_rounding(r[1:2], 0.3, gens(1))
+    assert torch.equal(together[1:2], alone)
 
 
 def test_effort_needs_the_enhancement_layer_and_a_known_level(crop):
     with pytest.raises(SfaceError, match="layers='full'"):
         codec.encode_crops(crop[None], layers="base", effort=1)
     with pytest.raises(SfaceError, match="effort must be"):
-        codec.encode_crops(crop[None], effort=len(refine.EFFORT_ITERATIONS))
+        codec.encode_crops(crop[None], effort=len(refine.EFFORT_SEARCH))
     with pytest.raises(ValueError, match="effort must be"):
-        refine.iterations(-1)
+        refine.search(-1)
 
 
 def test_annealed_rounding_picks_a_neighbouring_integer_and_hardens_as_it_cools():
-    gen = torch.Generator().manual_seed(0)
-    r = (torch.rand(10_000, generator=gen) * 20 - 10).requires_grad_(True)
-    warm = refine.annealed_rounding(r, 0.5, gen)
+    gens = [torch.Generator().manual_seed(k) for k in range(4)]
+    r = (torch.rand(4, 2500, generator=torch.Generator().manual_seed(9)) * 20 - 10).requires_grad_(True)
+    warm = refine.annealed_rounding(r, 0.5, gens)
     assert torch.all(warm >= torch.floor(r)) and torch.all(warm <= torch.floor(r) + 1)
     warm.sum().backward()
     assert torch.isfinite(r.grad).all() and r.grad.abs().sum() > 0
-    cold = refine.annealed_rounding(r.detach(), 0.01, gen)
+    cold = refine.annealed_rounding(r.detach(), 0.01, gens)
     assert (cold - torch.round(r.detach())).abs().mean() < 0.05
     assert (warm.detach() - torch.round(r.detach())).abs().mean() > 0.1
 
@@ -99,7 +117,9 @@ def test_cli_encode_effort(tmp_path, photo):
     assert sf.decode(out.read_bytes()).layer == "full"
     r = runner.invoke(main, ["encode", str(photo), str(tmp_path / "b.sfc"), "--effort", "1", "--layers", "base"])
     assert r.exit_code != 0 and "--layers full" in r.output
-    r = runner.invoke(main, ["encode", str(photo), str(tmp_path / "c.sfc"), "--effort", "3"])
+    r = runner.invoke(main, ["encode", str(photo), str(tmp_path / "d.sfc"), "--layers", "base"])  # default effort
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["encode", str(photo), str(tmp_path / "c.sfc"), "--effort", str(len(refine.EFFORT_SEARCH))])
     assert r.exit_code != 0 and "--effort" in r.output
 
 

@@ -162,6 +162,10 @@ def test_enhancement_training_runs_resumes_and_exports(cache, tmp_path, mode, sh
         validate.main(["--checkpoint", str(cache / f"{run}.pt"), "--faces", "2", "--cache", str(cache), "--min-quality", "2"])
         upper = json.loads(capsys.readouterr().out)["points"]
         assert [p["quality"] for p in upper] == list(range(2, net.qualities + 1)) and upper == result["points"][1:]
+        validate.main(["--checkpoint", str(cache / f"{run}.pt"), "--faces", "2", "--cache", str(cache), "--effort", "1"])
+        searched = json.loads(capsys.readouterr().out)
+        assert searched["effort"] == 1 and len(searched["points"]) == net.qualities
+        assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in searched["points"])
 
 
 def test_a_run_extended_with_more_qualities_starts_from_the_source_weights(cache):

@@ -4,7 +4,7 @@ The library API (the CLI, tests and benchmarks all call it) is in `scalableface.
 functions are re-exported here lazily, so that `import scalableface` stays light (no torch).
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 _API = {"encode", "encode_all", "decode", "extract_features", "extract_features_many", "compare", "align_image",
         "encode_crops", "decode_many", "paste_into"}

@@ -192,10 +192,10 @@ def batch_options(f):
               help="Layers to write: identity (~10 bytes), base (+ appearance, ~30 bytes), full (+ enhancement).")
 @click.option("-q", "--quality", type=click.IntRange(1, 15), default=None,
               help="Enhancement quality, 1 (smallest) to the model's highest (15 for sface-v7, sface-v5 and sface-v4, 9 for sface-v2); default: the model's (8 for sface-v7 and sface-v5, 9 for sface-v4, 5 for sface-v2).")
-@click.option("--effort", type=click.IntRange(0, 2), default=0, show_default=True,
-              help="Search longer for a cheaper enhancement layer: 0 is the fast encoder; 1 and 2 take seconds "
-                   "per face for a few percent fewer bytes at the same quality (README, \"Encode effort\"). "
-                   "Decoding is the same.")
+@click.option("--effort", type=click.IntRange(0, 3), default=None,
+              help="How long to search for a cheaper enhancement layer at the same quality (README, \"Encode "
+                   "effort\"; decoding is the same): 0 not at all (fastest, ~0.05 s a face); default 1 "
+                   "(~0.25 s a face, ~3% fewer bytes); 2 and 3 seconds per face for 1-2% more.")
 @click.option("--base-rate", type=click.IntRange(1, 15), default=None, help="Base rate point (default: the model's).")
 @click.option("--aligned", is_flag=True, help="Inputs are already 128x128 canonical crops: skip detection.")
 @click.option("--model", default=None, help="Model set name or id (default: the installed one).")
@@ -777,23 +777,24 @@ def eval_base(data, model, workers, output, grid):
               help="Use about N images (the first pairs of every fold) for a quick run; 0 = all 7,701.")
 @click.option("--codecs", default=None, help="Comma-separated codec names to run (e.g. jpeg,webp); default: all.")
 @click.option("--model", default=None, help="The sface model to measure (default: the installed one).")
-@click.option("--also", multiple=True, help="Another sface model to draw beside it (repeatable).")
+@click.option("--also", multiple=True, help="Another sface model to draw beside it, coded at effort 0 (repeatable; the measured model itself, too).")
 @click.option("--sharp", type=click.Path(exists=True, file_okay=False), default=None,
               help="A folder of sharper face photos never trained on, measured side by side with LFW "
                    "(default: $SFACE_DATA/utkface-extra when present).")
 @click.option("--sharp-limit", type=click.IntRange(0), default=1000, show_default=True,
               help="How many of the sharp photos (spread evenly over the folder); 0 = all.")
 @click.option("--no-sharp", is_flag=True, help="Measure LFW only.")
-@click.option("--effort", type=click.IntRange(0, 2), default=0, show_default=True,
-              help="Encode the measured model at this effort (codec name <model>-e<effort>; seconds per face "
-                   "per quality, so use a small --limit).")
+@click.option("--effort", type=click.IntRange(0, 3), default=None,
+              help="Encode the measured model at this effort (default: the encoder's, 1; codec name "
+                   "<model>-e<effort> above 0). Efforts 2 and 3 take seconds per face per quality: use a small --limit.")
 def bench(data, out_dir, limit, codecs, model, also, sharp, sharp_limit, no_sharp, effort):
     """Rate-fidelity and rate-accuracy curves of sface against JPEG, WebP, AVIF, JPEG XL, HEVC, AV1
     and a single-layer learned codec on LFW and on a set of sharper faces, with a BD-rate table and
     plots (results for the sharp set under OUT/sharp/).
 
     Every point is cached as soon as it is measured: re-running resumes. A full run codes 7,701 crops
-    at about 45 points and takes hours on 2 cores; --limit 1000 takes minutes."""
+    at about 45 points and takes hours on 2 cores; sface's points at the default effort 1 cost about
+    0.25-0.7 s per face each (--effort 0: about 0.1 s), so --limit 1000 takes about an hour."""
     from .eval import bench
     from .paths import data_dir
 

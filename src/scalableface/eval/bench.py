@@ -7,9 +7,10 @@ payload and whole-file bytes (bpp = 8 x bytes / 128^2), PSNR-RGB, MS-SSIM (windo
 is the same recognizer on the uncompressed crops). `--limit N` keeps the first pairs of every fold
 (same and different alike) up to about N images, so a quick run still gives a 10-fold accuracy.
 
-Each (codec, quality) point is cached under <cache>/bench (~/.cache/scalableface unless $SFACE_CACHE
-says otherwise) as soon as it is done, keyed by the image list and the codec's settings (for sface,
-the model's hash), so an interrupted run resumes where it stopped. Outputs:
+Each (codec, quality) point is cached under <cache>/bench/<image list's hash> (bench-sharp/ for the
+sharp set; ~/.cache/scalableface unless $SFACE_CACHE says otherwise) as soon as it is done, keyed by
+the image list and the codec's settings (for sface, the model's hash and the encoder's effort), so an
+interrupted run resumes where it stopped and runs on different subsets keep their points apart. Outputs:
 <out>/<codec>.json in CompressAI's eval format (plus our fields), <out>/bd_rate.md and .json,
 <out>/points.md (every point), and <out>/rate_psnr.png, <out>/rate_accuracy.png.
 """
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from .. import codec as sface
 from .. import container, models, modelset
 from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files, sharp_set_name
+from ..layers import refine
 from ..paths import cache_dir
 from .bdrate import bd_rate
 from .conventional import CODECS, CodedBatch, bpp
@@ -58,9 +60,11 @@ def payload_bytes(data: bytes) -> int:
 
 
 def sface_full(model: str, effort: int = 0) -> Contender:
-    """The full layer of `model`, encoded at `effort` (named <model>-e<effort> when above 0)."""
+    """The full layer of `model`, encoded at `effort` (named <model>-e<effort> when above 0; the
+    cache key names the effort's search, so a level whose search changes is measured again)."""
     ms = modelset.load(model)
     entry, enh = ms.entry, ms.enhancement
+    key = entry.sha256 + (f":e{effort}:{refine.signature(effort)}" if effort else "")
 
     def run(crops, q, desc):
         files = sface.encode_crops(crops, layers="full", quality=q, model=entry.name, descriptors=desc, effort=effort)
@@ -69,7 +73,7 @@ def sface_full(model: str, effort: int = 0) -> Contender:
 
     name, label = (entry.name, f"sface full ({entry.name}, {enh.mode})") if not effort else (
         f"{entry.name}-e{effort}", f"sface full ({entry.name}, {enh.mode}, effort {effort})")
-    return Contender(name, label, tuple(range(1, enh.qualities + 1)), run, entry.sha256 + (f":e{effort}" if effort else ""))
+    return Contender(name, label, tuple(range(1, enh.qualities + 1)), run, key)
 
 
 def sface_base(model: str) -> Contender:
@@ -265,7 +269,7 @@ def _write_summaries(summaries: dict, out: Path) -> None:
 
 def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, baseline_model: str = "single-layer-v1",
         only: Optional[list[str]] = None, extra_models: tuple = (), sharp: Optional[Path] = None, sharp_limit: int = SHARP_FACES,
-        effort: int = 0, log=print) -> dict:
+        effort: Optional[int] = None, log=print) -> dict:
     pairs = read_pairs(lfw)
     crops_all, _ = aligned_crops("lfw", pairs.images)
     ref_all = reference_descriptors("lfw", crops_all)
@@ -276,18 +280,19 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     reference = verification_accuracy(pairs, ref[:, 0])
     image_key = hashlib.sha256("\n".join(str(p) for p in pairs.images).encode()).hexdigest()[:16]
     log(f"{len(pairs.images)} images, {len(pairs.same)} pairs; reference accuracy {reference}")
-    sets = [("lfw", crops, encoder_desc, image_key, cache_dir() / "bench")]
+    # one cache folder per set of images, so that runs on different subsets do not evict each other's points
+    sets = [("lfw", crops, encoder_desc, image_key, cache_dir() / "bench" / image_key)]
     if sharp is not None:
         files = sharp_files(sharp, sharp_limit)
         name = sharp_set_name(sharp, files)
         sharp_crops, _ = aligned_crops(name, files)
         sharp_desc = reference_descriptors(name, sharp_crops).mean(axis=1)
         sharp_key = hashlib.sha256("\n".join(str(p) for p in files).encode()).hexdigest()[:16]
-        sets.append(("sharp", np.asarray(sharp_crops), sharp_desc, sharp_key, cache_dir() / "bench-sharp"))
+        sets.append(("sharp", np.asarray(sharp_crops), sharp_desc, sharp_key, cache_dir() / "bench-sharp" / sharp_key))
         log(f"sharp set: {len(files)} faces from {sharp}")
 
     model = model or models.default_model().name
-    main = sface_full(model, effort)
+    main = sface_full(model, refine.DEFAULT_EFFORT if effort is None else effort)
     ours = main.name
     contenders = [main, sface_base(model)] + [sface_full(m) for m in extra_models]
     try:

@@ -351,7 +351,7 @@ class EnhancementCodec:
         single-layer mode), quality 1..qualities; effort > 0 searches for cheaper latents (refine.py)."""
         if not 1 <= quality <= self.qualities:
             raise ValueError(f"quality must be 1..{self.qualities}")
-        steps = refine.iterations(effort)
+        steps, checks = refine.search(effort)
         x = _tensor(crops)
         b = _tensor(bases) if bases is not None else None
         with torch.inference_mode():
@@ -361,7 +361,7 @@ class EnhancementCodec:
         coded = [self.encode_latent(y[i], z[i], quality) for i in range(len(y))]
         if not steps:
             return [payload for payload, _ in coded]
-        return self._refined(x, b, y, z, quality, steps, coded)
+        return self._refined(x, b, y, z, quality, steps, checks, coded)
 
     def _cost(self, x: torch.Tensor, b: torch.Tensor | None, quality: int, coded: list) -> tuple[np.ndarray, list]:
         """(the real rate-distortion cost of each face's (payload, dequantized latent), the payloads)."""
@@ -386,7 +386,7 @@ class EnhancementCodec:
         (i0, l0), (i1, l1) = (below[-1], above[0]) if below and above else (above[:2] if above else below[-2:])
         return l0 * (l1 / l0) ** ((q - i0) / (i1 - i0))
 
-    def _refined(self, x, b, y, z, quality, steps, coded) -> list[bytes]:
+    def _refined(self, x, b, y, z, quality, steps, checks, coded) -> list[bytes]:
         net = self.net
         lam = self.lambda_of(quality)
         g = torch.exp(net.log_gains[quality - 1].detach())[None, :, None, None]
@@ -406,7 +406,7 @@ class EnhancementCodec:
             yu = (u / g).double().numpy()
             return self._cost(x, b, quality, [self.encode_latent(yu[i], z[i], quality) for i in range(len(yu))])
 
-        return refine.refine(torch.from_numpy(y).float() * g, soft_cost, true_cost, steps,
+        return refine.refine(torch.from_numpy(y).float() * g, soft_cost, true_cost, steps, checks,
                              self._cost(x, b, quality, coded))
 
     def decompress(self, payloads: list[bytes], qualities: list[int], bases: np.ndarray) -> np.ndarray:

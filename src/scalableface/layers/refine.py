@@ -18,43 +18,54 @@ from typing import Callable
 import numpy as np
 import torch
 
-# iterations per effort level; 0 is the plain encoder (measured in README, "Encode effort")
-EFFORT_ITERATIONS = (0, 20, 60)
+# per effort level, (search iterations, real-cost checks); 0 is the plain encoder. The default, 1,
+# is the cheapest search that saves about 3% within issue 11's 0.5 s per face (README, "Encode effort")
+EFFORT_SEARCH = ((0, 0), (8, 2), (20, 4), (60, 4))
+DEFAULT_EFFORT = 1
 TAU_START, TAU_END = 0.5, 0.1
 STEP = 0.02  # Adam's step, in units of one quantization step (the search runs on the gained latent)
-CHECKS = 4  # real-cost measurements over the schedule, besides the plain encoder's
 
 
-def iterations(effort: int) -> int:
-    if not 0 <= effort < len(EFFORT_ITERATIONS):
-        raise ValueError(f"effort must be 0..{len(EFFORT_ITERATIONS) - 1}")
-    return EFFORT_ITERATIONS[effort]
+def search(effort: int) -> tuple[int, int]:
+    """(iterations, real-cost checks) of an effort level."""
+    if not 0 <= effort < len(EFFORT_SEARCH):
+        raise ValueError(f"effort must be 0..{len(EFFORT_SEARCH) - 1}")
+    return EFFORT_SEARCH[effort]
 
 
-def annealed_rounding(r: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
-    """r rounded down or up at random, differentiably: a Gumbel-softmax draw between floor(r) and
-    floor(r) + 1 with logits -atanh(distance) / tau (Yang et al. 2020)."""
+def signature(effort: int) -> str:
+    """Everything that decides an effort level's payloads, for caches of measured points."""
+    iterations, checks = search(effort)
+    return f"search{iterations}x{checks}:tau{TAU_START}-{TAU_END}:step{STEP}"
+
+
+def annealed_rounding(r: torch.Tensor, tau: float, generators: list[torch.Generator]) -> torch.Tensor:
+    """r (N x ...) rounded down or up at random, differentiably: a Gumbel-softmax draw between
+    floor(r) and floor(r) + 1 with logits -atanh(distance) / tau (Yang et al. 2020). Face i's noise
+    comes from generators[i], so that a face's payload does not depend on the batch it was coded in."""
     low = torch.floor(r)
     frac = (r - low).clamp(1e-4, 1 - 1e-4)
     logits = torch.stack([-torch.atanh(frac), -torch.atanh(1 - frac)]) / tau
-    u = torch.rand(logits.shape, generator=generator).clamp_min(1e-10)
-    return low + torch.softmax(logits - torch.log(-torch.log(u)), 0)[1]
+    u = torch.stack([torch.rand(logits.shape[:1] + logits.shape[2:], generator=g) for g in generators], 1)
+    return low + torch.softmax(logits - torch.log(-torch.log(u.clamp_min(1e-10))), 0)[1]
 
 
-def refine(u0: torch.Tensor, soft_cost: Callable, true_cost: Callable, steps: int, start: tuple, seed: int = 0) -> list:
+def refine(u0: torch.Tensor, soft_cost: Callable, true_cost: Callable, steps: int, checks: int, start: tuple,
+           seed: int = 0) -> list:
     """The best artefacts (e.g. payloads) per face of a search from the gained latents u0 (N x ...).
 
     soft_cost(u, rounding) gives the N differentiable costs of latents u with `rounding` standing
     for the quantizer; true_cost(u) gives (N real costs, N artefacts) of coding u for real; `start`
-    is that of the plain encoder, the result for every face the search does not beat."""
+    is that of the plain encoder, the result for every face the search does not beat; `checks` real
+    costs are measured, evenly over the schedule."""
     costs, best = np.array(start[0], np.float64), list(start[1])
     u = u0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([u], lr=STEP)
-    gen = torch.Generator().manual_seed(seed)
-    check_at = {round(steps * (k + 1) / CHECKS) for k in range(CHECKS)}
+    gens = [torch.Generator().manual_seed(seed) for _ in range(len(u0))]
+    check_at = {round(steps * (k + 1) / checks) for k in range(checks)}
     for t in range(1, steps + 1):
         tau = TAU_START * (TAU_END / TAU_START) ** (t / steps)
-        loss = soft_cost(u, lambda r: annealed_rounding(r, tau, gen)).sum()
+        loss = soft_cost(u, lambda r: annealed_rounding(r, tau, gens)).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()

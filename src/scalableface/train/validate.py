@@ -3,11 +3,14 @@
     python -m scalableface.train.validate --model sface-v2
     python -m scalableface.train.validate --checkpoint ~/.cache/scalableface/enhance_v3.pt [--against sface-v2]
     python -m scalableface.train.validate --model sface-v7 --against sface-v5
+    python -m scalableface.train.validate --model sface-v7 --effort 1 --against sface-v7
 
 Unlike the training log (estimated bits, noisy rounding), this writes real payloads through the
 model's integer tables and decodes them, on the first --faces of the UTK_VALIDATION held-out crops and
 their cached base faces (train.enhance). With --against, it also prints the BD-rate (PSNR) against
-that installed model on the same crops. Choose checkpoints on this, never on LFW.
+that installed model on the same crops (coded at effort 0). --effort codes the measured model with
+the encoder's search (layers/refine.py): how its levels were chosen. Choose checkpoints and encoder
+settings on this, never on LFW.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def codec_of_checkpoint(path: Path):
     from .enhance import export, layer_config, load_run
 
     model, ck = load_run(path)
-    return load_enhancement(export(model), {"enhancement": layer_config(model, ck["args"])}), ck["step"]
+    config = layer_config(model, ck["args"]) | {"lambdas": ck["args"].get("lambdas")}  # what --effort searches with
+    return load_enhancement(export(model), {"enhancement": config}), ck["step"]
 
 
 def codec_of_model(name: str):
@@ -41,12 +45,13 @@ def codec_of_model(name: str):
     return load_enhancement(*models.load(models.find(name)))
 
 
-def curve(codec, crops: np.ndarray, bases: np.ndarray, first: int = 1) -> list[dict]:
-    """One point per quality from `first` up: mean payload bpp and mean PSNR-RGB of the decoded crops."""
+def curve(codec, crops: np.ndarray, bases: np.ndarray, first: int = 1, effort: int = 0) -> list[dict]:
+    """One point per quality from `first` up: mean payload bpp and mean PSNR-RGB of the decoded crops,
+    coded at `effort`."""
     out = []
     pixels = crops.shape[1] * crops.shape[2]
     for q in range(first, codec.qualities + 1):
-        payloads = codec.compress(crops, bases if codec.mode != "single" else None, q)
+        payloads = codec.compress(crops, bases if codec.mode != "single" else None, q, effort)
         decoded = codec.decompress(payloads, [q] * len(payloads), bases)
         mse = ((decoded.astype(np.float64) - crops) ** 2).reshape(len(crops), -1).mean(1)
         out.append({"quality": q, "bpp": float(np.mean([8 * len(p) for p in payloads]) / pixels),
@@ -63,6 +68,7 @@ def main(argv=None):
     ap.add_argument("--min-quality", type=int, default=1,
                     help="measure qualities from this one up (two models sharing a low-quality network differ above it)")
     ap.add_argument("--faces", type=int, default=64, help="how many of the held-out crops")
+    ap.add_argument("--effort", type=int, default=0, help="encode the measured model at this effort (0: the plain encoder)")
     ap.add_argument("--cache", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -74,8 +80,8 @@ def main(argv=None):
         result = {"checkpoint": str(args.checkpoint), "step": step}
     else:
         codec, result = codec_of_model(args.model), {"model": args.model}
-    result["faces"] = len(crops)
-    result["points"] = curve(codec, crops, bases, args.min_quality)
+    result["faces"], result["effort"] = len(crops), args.effort
+    result["points"] = curve(codec, crops, bases, args.min_quality, args.effort)
     if args.against:
         ref = curve(codec_of_model(args.against), crops, bases, args.min_quality)
         result["against"] = {"model": args.against, "points": ref, "bd_rate_psnr": bd_rate(
