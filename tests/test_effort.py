@@ -64,6 +64,9 @@ def test_levels_search_longer_and_their_signatures_differ():
     levels = [refine.search(e) for e in range(len(refine.EFFORT_SEARCH))]
     assert levels[0] == (0, 0) and all(a[0] < b[0] for a, b in zip(levels, levels[1:]))
     assert len({refine.signature(e) for e in range(len(levels))}) == len(levels)
+    assert refine.level(None) == refine.DEFAULT_EFFORT and refine.level(0) == 0
+    with pytest.raises(ValueError, match="effort must be"):
+        refine.level(len(levels))
 
 
 def test_a_face_gets_the_same_search_noise_in_any_batch():

@@ -149,9 +149,8 @@ def encode_crops(
             raise SfaceError(f"quality must be 1..{enh.qualities} for model {ms.entry.name}")
         from .layers import refine  # torch is loaded with the enhancement layer anyway
 
-        effort = refine.DEFAULT_EFFORT if effort is None else effort
         try:
-            refine.search(effort)
+            effort = refine.level(effort)
         except ValueError as e:
             raise SfaceError(str(e)) from None
     elif effort:

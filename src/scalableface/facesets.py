@@ -54,7 +54,8 @@ def _align_one(path: str, size: int) -> tuple[np.ndarray, str]:
         return np.zeros((size, size, 3), np.uint8), "failed"
 
 
-def _list_key(paths: Sequence[Path]) -> str:
+def list_key(paths: Sequence[Path]) -> str:
+    """A short hash of a list of image paths, in order: names the caches computed from that list."""
     return hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest()[:16]
 
 
@@ -65,7 +66,7 @@ def aligned_crops(
     An image where even the fallback fails gets a black crop and the method "failed"."""
     cache = cache_dir()
     crops_file, meta_file = cache / f"{name}_crops.npy", cache / f"{name}_crops.json"
-    key = _list_key(paths) + f"-{size}"
+    key = list_key(paths) + f"-{size}"
     if crops_file.exists() and meta_file.exists():
         meta = json.loads(meta_file.read_text())
         if meta.get("key") == key:

@@ -17,7 +17,6 @@ interrupted run resumes where it stopped and runs on different subsets keep thei
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from .. import codec as sface
 from .. import container, models, modelset
-from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files, sharp_set_name
+from ..facesets import SHARP_FACES, aligned_crops, list_key, reference_descriptors, sharp_files, sharp_set_name
 from ..layers import refine
 from ..paths import cache_dir
 from .bdrate import bd_rate
@@ -278,7 +277,7 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
     ref = ref_all[images]
     encoder_desc = ref.mean(axis=1)  # flip-averaged: what sface's encoder codes (layers.base.BaseLayer.describe)
     reference = verification_accuracy(pairs, ref[:, 0])
-    image_key = hashlib.sha256("\n".join(str(p) for p in pairs.images).encode()).hexdigest()[:16]
+    image_key = list_key(pairs.images)
     log(f"{len(pairs.images)} images, {len(pairs.same)} pairs; reference accuracy {reference}")
     # one cache folder per set of images, so that runs on different subsets do not evict each other's points
     sets = [("lfw", crops, encoder_desc, image_key, cache_dir() / "bench" / image_key)]
@@ -287,12 +286,12 @@ def run(lfw: Path, out: Path, *, limit: int = 0, model: Optional[str] = None, ba
         name = sharp_set_name(sharp, files)
         sharp_crops, _ = aligned_crops(name, files)
         sharp_desc = reference_descriptors(name, sharp_crops).mean(axis=1)
-        sharp_key = hashlib.sha256("\n".join(str(p) for p in files).encode()).hexdigest()[:16]
+        sharp_key = list_key(files)
         sets.append(("sharp", np.asarray(sharp_crops), sharp_desc, sharp_key, cache_dir() / "bench-sharp" / sharp_key))
         log(f"sharp set: {len(files)} faces from {sharp}")
 
     model = model or models.default_model().name
-    main = sface_full(model, refine.DEFAULT_EFFORT if effort is None else effort)
+    main = sface_full(model, refine.level(effort))
     ours = main.name
     contenders = [main, sface_base(model)] + [sface_full(m) for m in extra_models]
     try:

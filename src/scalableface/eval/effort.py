@@ -22,6 +22,7 @@ import numpy as np
 from .. import codec as sface
 from .. import models
 from ..facesets import SHARP_FACES, aligned_crops, reference_descriptors, sharp_files, sharp_set_name, spread
+from ..layers import refine
 from ..paths import data_dir
 from .bdrate import bd_rate
 from .bench import payload_bytes
@@ -97,7 +98,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="default: the installed one")
     ap.add_argument("--faces", type=int, default=16, help="faces per set")
-    ap.add_argument("--efforts", default="0,1,2,3")
+    ap.add_argument("--efforts", default=None, help="comma-separated (default: every level)")
     ap.add_argument("--qualities", default=None, help="comma-separated (default: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("-o", "--out", type=Path, default=None)
@@ -106,7 +107,8 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     model = args.model or models.default_model().name
-    result = run(model, args.faces, [int(e) for e in args.efforts.split(",")],
+    efforts = [int(e) for e in args.efforts.split(",")] if args.efforts else list(range(len(refine.EFFORT_SEARCH)))
+    result = run(model, args.faces, efforts,
                  [int(q) for q in args.qualities.split(",")] if args.qualities else None)
     print(table(result))
     if args.out:

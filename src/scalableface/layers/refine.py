@@ -33,6 +33,13 @@ def search(effort: int) -> tuple[int, int]:
     return EFFORT_SEARCH[effort]
 
 
+def level(effort: int | None) -> int:
+    """The effort level `effort` asks for (None: the default), checked."""
+    effort = DEFAULT_EFFORT if effort is None else effort
+    search(effort)
+    return effort
+
+
 def signature(effort: int) -> str:
     """Everything that decides an effort level's payloads, for caches of measured points."""
     iterations, checks = search(effort)
